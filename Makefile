@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine:
+#   make quickstart   install, then run the embedded default pipeline
+#   make test         install with the test extras, then lint and run the tests
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+# The CPU build of PyTorch; a plain `pip install torch` would fetch a CUDA build of several GB.
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: install install-test quickstart test lint bench
+
+install:
+	$(PIP) install -e .
+
+install-test:
+	$(PIP) install "$(TORCH_CPU)"
+	$(PIP) install -e '.[dev,hf]'
+
+quickstart: install
+	distillpipe run configs/quickstart.yaml
+
+lint:
+	$(PYTHON) -m ruff check distillpipe tests bench
+	$(PYTHON) -m ruff format --check distillpipe tests bench
+
+test: install-test lint
+	$(PYTHON) -m pytest
+
+bench: install-test
+	$(PYTHON) bench/run_all.py

@@ -1,0 +1,58 @@
+"""The ``distillpipe`` command: one thin command per stage, plus run, config and cache.
+
+Data goes to stdout, progress and messages to stderr. Exit codes: 0 done,
+1 failed (one line naming the file, line or key), 2 usage error,
+130 interrupted (rerun the same command to resume).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from distillpipe.cli import cache, config
+from distillpipe.cli.generate import generate
+from distillpipe.cli.run import run
+from distillpipe.errors import DistillpipeError
+from distillpipe.progress import stderr
+
+app = typer.Typer(
+    name="distillpipe",
+    help="seed → evolve → generate → filter → export: distil an SFT dataset from a teacher LLM.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(run)
+app.command()(generate)
+app.add_typer(config.app, name="config")
+app.add_typer(cache.app, name="cache")
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def main() -> None:
+    debug = os.environ.get("DISTILLPIPE_DEBUG") == "1"
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.Abort:
+        _interrupted()
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _interrupted()
+    except DistillpipeError as exc:
+        if debug:
+            raise
+        stderr.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        sys.exit(EXIT_FAILED)
+    sys.exit(0)
+
+
+def _interrupted() -> None:
+    stderr.print("[yellow]interrupted[/yellow]: rerun the same command to resume from the cache")
+    sys.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,69 @@
+"""What every command shares: config loading, options, error handling, the summary table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from distillpipe.config import Config, load_config
+from distillpipe.progress import Mode, default_mode, message, stderr
+from distillpipe.runner import StageResult
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The YAML config.")]
+InputOption = Annotated[str, typer.Option("--input", "-i", help="Input JSONL; - for stdin.")]
+OutputOption = Annotated[str, typer.Option("--output", "-o", help="Output JSONL; - for stdout.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config key, e.g. --set generate.n=4 (repeatable)."),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")]
+
+
+def load(config_path: Path, overrides: list[str] | None) -> Config:
+    return load_config(config_path, overrides or [])
+
+
+def mode_for(quiet: bool) -> Mode:
+    return default_mode(quiet)
+
+
+def summary(results: list[tuple[StageResult, bool]], mode: Mode) -> None:
+    if mode == "quiet":
+        return
+    table = Table(title="distillpipe summary", title_justify="left")
+    for column in (
+        "stage",
+        "in",
+        "out",
+        "rejected",
+        "teacher calls",
+        "cache hits",
+        "tokens",
+        "time",
+    ):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for result, skipped in results:
+        teacher = result.stats.get("teacher", {})
+        rejected = sum(result.stats.get("rejected", {}).values())
+        tokens = teacher.get("prompt_tokens", 0) + teacher.get("completion_tokens", 0)
+        table.add_row(
+            result.name + (" (skipped: done)" if skipped else ""),
+            f"{result.records_in:,}",
+            f"{result.records_out:,}",
+            f"{rejected:,}",
+            f"{teacher.get('teacher_calls', 0):,}",
+            f"{teacher.get('cache_hits', 0):,}",
+            f"{tokens:,}",
+            f"{result.seconds:,.1f}s",
+        )
+    stderr.print(table)
+
+
+def warn_if_empty(result: StageResult, input_path: str, output_path: str, mode: Mode) -> None:
+    if result.records_in == 0:
+        source = "stdin" if input_path == "-" else input_path
+        target = "stdout" if output_path == "-" else output_path
+        message(mode, f"[yellow]{source} holds no records; wrote an empty {target}[/yellow]")

@@ -1,0 +1,32 @@
+"""``distillpipe generate``: teacher responses for every record."""
+
+from __future__ import annotations
+
+from distillpipe.cli.common import (
+    ConfigOption,
+    InputOption,
+    OutputOption,
+    QuietOption,
+    SetOption,
+    load,
+    mode_for,
+    summary,
+    warn_if_empty,
+)
+from distillpipe.runner import run_stage
+from distillpipe.stages import stage_named
+
+
+def generate(
+    config: ConfigOption,
+    input: InputOption = "-",
+    output: OutputOption = "-",
+    set: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Ask the teacher for n responses per record (cached, resumable)."""
+    resolved = load(config, set)
+    mode = mode_for(quiet)
+    result = run_stage(stage_named("generate"), resolved, input, output, progress_mode=mode)
+    warn_if_empty(result, input, output, mode)
+    summary([(result, False)], mode)

@@ -1,0 +1,47 @@
+"""``distillpipe run``: the whole chain in a run directory, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from distillpipe.cli.common import QuietOption, SetOption, load, mode_for, summary
+from distillpipe.errors import ConfigError
+from distillpipe.progress import message
+from distillpipe.runner import run_pipeline
+
+
+def run(
+    config: Annotated[Path, typer.Argument(help="The YAML config.")],
+    set: SetOption = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Default: <config.run_dir>/<config.name>.")
+    ] = None,
+    from_stage: Annotated[
+        str | None, typer.Option("--from", help="Re-run from this stage on.")
+    ] = None,
+    to_stage: Annotated[str | None, typer.Option("--to", help="Stop after this stage.")] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Run every configured stage; finished stages whose inputs and config match are skipped."""
+    resolved = load(config, set)
+    mode = mode_for(quiet)
+    if resolved.input is None:
+        raise ConfigError(f"{config}: input: `run` needs the records file to start from")
+    input_path = resolve_relative(resolved.input, config)
+    if not input_path.exists():
+        raise ConfigError(f"{config}: input: no such file: {input_path}")
+    target = run_dir or Path(resolved.run_dir) / resolved.name
+    results = run_pipeline(
+        resolved, target, input_path, from_stage=from_stage, to_stage=to_stage, progress_mode=mode
+    )
+    summary(results, mode)
+    message(mode, f"run directory: {target}")
+
+
+def resolve_relative(path: str, config_path: Path) -> Path:
+    """Paths in a config are relative to the config file's folder."""
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else config_path.parent / candidate

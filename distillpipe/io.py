@@ -1,0 +1,170 @@
+"""Streaming JSONL in and out: a path, ``-`` for stdin/stdout, ``.gz`` either way.
+
+Reading is lazy (memory stays flat however many rows there are) and a bad
+line raises an InputError naming ``file:line``. Writing goes to a temporary
+file beside the target that is renamed into place only when the writer closes
+cleanly, so a failed or killed stage never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from distillpipe.errors import InputError
+from distillpipe.records import ensure_id
+
+STDIO = "-"
+
+
+def _open_binary_for_reading(path: str | Path) -> IO[bytes]:
+    if str(path) == STDIO:
+        return sys.stdin.buffer
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield each line's JSON object; blank lines are skipped."""
+    name = "<stdin>" if str(path) == STDIO else str(path)
+    stream = _open_binary_for_reading(path)
+    try:
+        for lineno, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise InputError(f"{name}:{lineno}: invalid JSON: {exc}") from None
+            if not isinstance(value, dict):
+                kind = type(value).__name__
+                raise InputError(f"{name}:{lineno}: expected a JSON object, got {kind}")
+            value["__line__"] = lineno
+            yield value
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield records that carry an ``instruction`` string, giving each its stable id."""
+    name = "<stdin>" if str(path) == STDIO else str(path)
+    for value in read_jsonl(path):
+        lineno = value.pop("__line__")
+        instruction = value.get("instruction")
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise InputError(f"{name}:{lineno}: record has no 'instruction' string")
+        yield ensure_id(value)
+
+
+def iter_lines(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Objects without the line bookkeeping, for stages that accept any object."""
+    for value in read_jsonl(path):
+        value.pop("__line__")
+        yield value
+
+
+class JsonlWriter:
+    """Write one JSON object per line; atomic for paths, direct for stdout."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.count = 0
+        self._tmp: str | None = None
+        if self.path == STDIO:
+            self._stream: IO[bytes] = sys.stdout.buffer
+            return
+        raw, self._tmp = _temp_beside(Path(self.path))
+        self._raw = raw
+        gzipped = self.path.endswith(".gz")
+        self._stream = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if gzipped else raw
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._stream.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        self.count += 1
+
+    def write_many(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            self.write(record)
+
+    def commit(self) -> None:
+        if self._tmp is None:
+            self._stream.flush()
+            return
+        self._stream.close()
+        if self._stream is not self._raw:
+            self._raw.close()
+        os.replace(self._tmp, self.path)
+        self._tmp = None
+
+    def abort(self) -> None:
+        if self._tmp is None:
+            return
+        with contextlib.suppress(Exception):
+            self._stream.close()
+            self._raw.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+        self._tmp = None
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    with JsonlWriter(path) as writer:
+        writer.write_many(records)
+    return writer.count
+
+
+def file_hash(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def _temp_beside(target: Path) -> tuple[IO[bytes], str]:
+    """A temporary file in the target's folder, so the final rename is atomic."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    return os.fdopen(fd, "wb"), tmp
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    stream, tmp = _temp_beside(Path(path))
+    with stream:
+        stream.write(data)
+    os.replace(tmp, path)
+
+
+__all__ = [
+    "STDIO",
+    "JsonlWriter",
+    "atomic_write_bytes",
+    "file_hash",
+    "iter_lines",
+    "read_jsonl",
+    "read_records",
+    "write_jsonl",
+]

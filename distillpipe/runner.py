@@ -1,0 +1,224 @@
+"""Run stages: one at a time from the CLI, or a whole chain in a run directory.
+
+A run directory (``runs/<name>/``) holds each stage's output, its rejected
+records and ``manifest.json``, which records every finished stage with the
+hashes of its input and of the config sections it reads. ``distillpipe run``
+skips a finished stage whose hashes still match and re-runs one whose input
+or config changed; an interrupted stage resumes from the response cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from distillpipe.config import Config
+from distillpipe.io import STDIO, JsonlWriter, atomic_write_bytes, file_hash, read_records
+from distillpipe.progress import Mode, StageProgress
+from distillpipe.stages import STAGES
+from distillpipe.stages.base import Record, Stage, StageContext
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class StageResult:
+    name: str
+    records_in: int = 0
+    records_out: int = 0
+    seconds: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "records_in": self.records_in,
+            "records_out": self.records_out,
+            "seconds": round(self.seconds, 3),
+            "stats": self.stats,
+        }
+
+
+def count_lines(path: str | Path) -> int | None:
+    if str(path) == STDIO or str(path).endswith(".gz") or not Path(path).is_file():
+        return None
+    with Path(path).open("rb") as stream:
+        return sum(block.count(b"\n") for block in iter(lambda: stream.read(1 << 20), b""))
+
+
+def run_stage(
+    stage: Stage,
+    config: Config,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    rejected_path: str | Path | None = None,
+    progress_mode: Mode = "quiet",
+) -> StageResult:
+    """Drain one stage from ``input_path`` into ``output_path`` (both atomic)."""
+    result = StageResult(stage.name)
+    reader = getattr(stage, "read_input", read_records)
+    started = time.perf_counter()
+
+    def counted(records: Iterator[Record]) -> Iterator[Record]:
+        for record in records:
+            result.records_in += 1
+            yield record
+
+    rejected = JsonlWriter(rejected_path) if rejected_path else None
+    ctx = StageContext(config, progress_mode=progress_mode, rejected=rejected)
+    progress = StageProgress(
+        progress_mode, stage.name, count_lines(input_path), extra=lambda: _live(ctx)
+    )
+    is_async = False
+    try:
+        with JsonlWriter(output_path) as writer:
+            outputs = stage.run(counted(reader(input_path)), ctx)
+            if inspect.isasyncgen(outputs):
+                is_async = True
+                asyncio.run(_drain_async(outputs, writer, progress, ctx))
+            else:
+                for record in outputs:
+                    writer.write(record)
+                    progress.advance()
+        if rejected is not None:
+            rejected.commit()
+    except BaseException:
+        if rejected is not None:
+            rejected.abort()
+        raise
+    finally:
+        progress.close()
+        if not is_async:
+            asyncio.run(ctx.aclose())
+    result.records_out = writer.count
+    result.seconds = time.perf_counter() - started
+    result.stats = dict(ctx.stats)
+    if ctx._dispatcher is not None:
+        result.stats["teacher"] = ctx._dispatcher.stats.as_dict()
+    return result
+
+
+async def _drain_async(
+    outputs: AsyncIterator[Record], writer: JsonlWriter, progress: StageProgress, ctx: StageContext
+) -> None:
+    try:
+        async for record in outputs:
+            writer.write(record)
+            progress.advance()
+    finally:
+        await outputs.aclose()
+        await ctx.aclose()
+
+
+def _live(ctx: StageContext) -> str:
+    if ctx._dispatcher is None:
+        return ""
+    stats = ctx._dispatcher.stats
+    return f"{stats.completion_tokens:,} tok, {stats.cache_hits:,} cached"
+
+
+def enabled_stages(config: Config) -> list[Stage]:
+    """The stages a config runs, in pipeline order: those whose section it sets."""
+    chosen = []
+    for stage in STAGES:
+        section = getattr(config, stage.name, None)
+        if stage.name == "generate" or (section is not None and getattr(section, "enabled", True)):
+            chosen.append(stage)
+    return chosen
+
+
+class Manifest:
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / MANIFEST
+        self.data: dict[str, Any] = {"stages": {}}
+        if self.path.exists():
+            self.data = orjson.loads(self.path.read_bytes())
+
+    def finished(self, stage: str, input_hash: str, config_hash: str, output: Path) -> bool:
+        entry = self.data["stages"].get(stage)
+        return bool(
+            entry
+            and entry.get("status") == "done"
+            and entry.get("input_hash") == input_hash
+            and entry.get("config_hash") == config_hash
+            and output.exists()
+            and entry.get("output_hash") == file_hash(output)
+        )
+
+    def record(self, stage: str, entry: dict[str, Any]) -> None:
+        self.data["stages"][stage] = entry
+        self.save()
+
+    def save(self) -> None:
+        atomic_write_bytes(self.path, orjson.dumps(self.data, option=orjson.OPT_INDENT_2))
+
+
+def run_pipeline(
+    config: Config,
+    run_dir: Path,
+    input_path: Path,
+    *,
+    from_stage: str | None = None,
+    to_stage: str | None = None,
+    progress_mode: Mode = "quiet",
+) -> list[tuple[StageResult, bool]]:
+    """Run every enabled stage in order; returns (result, skipped) per stage."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(run_dir)
+    manifest.data["name"] = config.name
+    manifest.data["config"] = config.public_dump()
+    stages = enabled_stages(config)
+    names = [stage.name for stage in stages]
+    for flag, value in (("--from", from_stage), ("--to", to_stage)):
+        if value is not None and value not in names:
+            from distillpipe.errors import ConfigError
+
+            raise ConfigError(f"{flag} {value}: not a stage of this run ({', '.join(names)})")
+    forced = False
+    results: list[tuple[StageResult, bool]] = []
+    current = input_path
+    for stage in stages:
+        forced = forced or stage.name == from_stage
+        output = run_dir / f"{stage.name}.jsonl"
+        input_hash = file_hash(current)
+        config_hash = config.fingerprint(*stage.config_sections)
+        if not forced and manifest.finished(stage.name, input_hash, config_hash, output):
+            previous = manifest.data["stages"][stage.name]
+            result = StageResult(stage.name, previous["records_in"], previous["records_out"])
+            results.append((result, True))
+        else:
+            started_at = time.time()
+            result = run_stage(
+                stage,
+                config,
+                current,
+                output,
+                rejected_path=run_dir / f"{stage.name}.rejected.jsonl",
+                progress_mode=progress_mode,
+            )
+            manifest.record(
+                stage.name,
+                {
+                    "status": "done",
+                    "input": str(current),
+                    "input_hash": input_hash,
+                    "config_hash": config_hash,
+                    "output": output.name,
+                    "output_hash": file_hash(output),
+                    "started_at": started_at,
+                    "finished_at": time.time(),
+                    **result.as_dict(),
+                },
+            )
+            results.append((result, False))
+        current = output
+        if stage.name == to_stage:
+            break
+    return results

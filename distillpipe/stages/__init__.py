@@ -1,0 +1,12 @@
+"""The pipeline's stages, in the order ``distillpipe run`` chains them."""
+
+from __future__ import annotations
+
+from distillpipe.stages.base import Stage
+from distillpipe.stages.generate import GenerateStage
+
+STAGES: list[Stage] = [GenerateStage()]
+
+
+def stage_named(name: str) -> Stage:
+    return next(stage for stage in STAGES if stage.name == name)

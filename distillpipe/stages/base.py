@@ -1,0 +1,70 @@
+"""The stage contract: a ``name``, the config sections it reads, and ``run``.
+
+``run(records, ctx)`` takes an iterator of input records and yields output
+records. A stage that talks to a teacher is an async generator, so every
+teacher call of the stage runs in one event loop (connection pools live there).
+The runner drains it into an atomic writer and records its stats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from distillpipe.cache import ResponseCache
+from distillpipe.config import Config
+from distillpipe.dispatch import Dispatcher
+from distillpipe.io import JsonlWriter
+from distillpipe.progress import Mode
+from distillpipe.teachers.base import Teacher, teacher_class
+
+Record = dict[str, Any]
+
+
+def build_teacher(config: Config) -> Teacher:
+    return teacher_class(config.teacher.backend)(config.teacher)
+
+
+@dataclass
+class StageContext:
+    config: Config
+    progress_mode: Mode = "quiet"
+    rejected: JsonlWriter | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    _teacher: Teacher | None = None
+    _cache: ResponseCache | None = None
+    _dispatcher: Dispatcher | None = None
+
+    def dispatcher(self) -> Dispatcher:
+        """The cached teacher; built on first use so stages without one load nothing."""
+        if self._dispatcher is None:
+            self._teacher = build_teacher(self.config)
+            if self.config.cache.enabled:
+                self._cache = ResponseCache(self.config.cache.path)
+            self._dispatcher = Dispatcher(self._teacher, self._cache, self.config.seed)
+        return self._dispatcher
+
+    def reject(self, record: Record, *, filter: str, reason: str, score: Any = None) -> None:
+        """Send a record to the rejected file: never dropped, always with its reason."""
+        if self.rejected is not None:
+            self.rejected.write(
+                {**record, "reject": {"filter": filter, "reason": reason, "score": score}}
+            )
+        counts = self.stats.setdefault("rejected", {})
+        counts[filter] = counts.get(filter, 0) + 1
+
+    async def aclose(self) -> None:
+        if self._teacher is not None:
+            await self._teacher.aclose()
+        if self._cache is not None:
+            self._cache.close()
+
+
+class Stage(Protocol):
+    name: ClassVar[str]
+    config_sections: ClassVar[tuple[str, ...]]
+
+    def run(
+        self, records: Iterator[Record], ctx: StageContext
+    ) -> Iterator[Record] | AsyncIterator[Record]: ...

