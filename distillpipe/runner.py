@@ -125,10 +125,10 @@ def _live(ctx: StageContext) -> str:
 
 
 def enabled_stages(config: Config) -> list[Stage]:
-    """The stages a config runs, in pipeline order: those whose section it sets."""
+    """The stages a config runs, in pipeline order: generate, and those whose section it sets."""
     chosen = []
     for stage in STAGES:
-        section = getattr(config, stage.name, None)
+        section = getattr(config, stage.section, None)
         if stage.name == "generate" or (section is not None and getattr(section, "enabled", True)):
             chosen.append(stage)
     return chosen

@@ -1,4 +1,8 @@
-"""The stage contract: a ``name``, the config sections it reads, and ``run``.
+"""The stage contract: a ``name``, its config ``section``, the sections it reads, and ``run``.
+
+``section`` is the Config attribute that switches the stage on for
+``distillpipe run`` (None there = not run); ``config_sections`` are the
+sections whose hash decides whether a finished stage must be redone.
 
 ``run(records, ctx)`` takes an iterator of input records and yields output
 records. A stage that talks to a teacher is an async generator, so every
@@ -63,6 +67,7 @@ class StageContext:
 
 class Stage(Protocol):
     name: ClassVar[str]
+    section: ClassVar[str]
     config_sections: ClassVar[tuple[str, ...]]
 
     def run(

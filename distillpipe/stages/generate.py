@@ -60,6 +60,7 @@ def build_request(record: Record, config: Config, mode: str) -> Request:
 
 class GenerateStage:
     name: ClassVar[str] = "generate"
+    section: ClassVar[str] = "generate"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "generate")
 
     async def run(self, records: Iterator[Record], ctx: StageContext) -> AsyncIterator[Record]:
