@@ -38,24 +38,32 @@ def system_prompt_for(record: Record, config: Config) -> str | None:
     return options[int.from_bytes(draw[:4], "big") % len(options)]
 
 
-def build_request(record: Record, config: Config, mode: str) -> Request:
-    section = config.generate
-    system = system_prompt_for(record, config)
-    values = {"instruction": record["instruction"], "input": record.get("input", "")}
-    if mode == "chat":
-        user = prompts.render(f"generate/{section.template}.chat.jinja", **values).strip()
-        messages = ({"role": "system", "content": system},) if system else ()
-        messages += ({"role": "user", "content": user},)
-        return Request(
-            id=record["id"], params=section.sampling_params(), messages=messages, n=section.n
-        )
-    prompt = prompts.render(
-        f"generate/{section.template}.completion.jinja", system=system or "", **values
-    )
-    stop = prompts.lines(f"generate/{section.template}.stop.txt")
-    return Request(
-        id=record["id"], params=section.sampling_params(stop), prompt=prompt, n=section.n
-    )
+class RequestBuilder:
+    """Turns records into teacher requests; everything that does not depend on
+    the record (templates, sampling parameters, stop sequences) is prepared once."""
+
+    def __init__(self, config: Config, mode: str) -> None:
+        section = config.generate
+        self.config, self.mode, self.n = config, mode, section.n
+        if mode == "chat":
+            self.template = prompts.template(f"generate/{section.template}.chat.jinja")
+            self.params = section.sampling_params()
+        else:
+            self.template = prompts.template(f"generate/{section.template}.completion.jinja")
+            self.params = section.sampling_params(
+                prompts.lines(f"generate/{section.template}.stop.txt")
+            )
+
+    def __call__(self, record: Record) -> Request:
+        system = system_prompt_for(record, self.config)
+        instruction, extra = record["instruction"], record.get("input", "")
+        if self.mode == "chat":
+            user = self.template.render(instruction=instruction, input=extra).strip()
+            messages = ({"role": "system", "content": system},) if system else ()
+            messages += ({"role": "user", "content": user},)
+            return Request(id=record["id"], params=self.params, messages=messages, n=self.n)
+        prompt = self.template.render(instruction=instruction, input=extra, system=system or "")
+        return Request(id=record["id"], params=self.params, prompt=prompt, n=self.n)
 
 
 class GenerateStage:
@@ -65,14 +73,13 @@ class GenerateStage:
 
     async def run(self, records: Iterator[Record], ctx: StageContext) -> AsyncIterator[Record]:
         dispatcher = ctx.dispatcher()
-        mode = dispatcher.teacher.mode
-        config = ctx.config
+        build_request = RequestBuilder(ctx.config, dispatcher.teacher.mode)
 
         def to_requests(record: Record) -> list[Request]:
-            return [build_request(record, config, mode)]
+            return [build_request(record)]
 
         async for record, (completions,) in dispatcher.map_ordered(
-            records, to_requests, batch_size=config.generate.batch_size
+            records, to_requests, batch_size=ctx.config.generate.batch_size
         ):
             record["responses"] = [
                 completion.to_response(sample) for sample, completion in enumerate(completions)

@@ -1,0 +1,3 @@
+from distillpipe.cli import main
+
+main()
