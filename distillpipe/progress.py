@@ -20,7 +20,10 @@ from rich.progress import (
 
 Mode = Literal["rich", "plain", "quiet"]
 
-stderr = Console(stderr=True, highlight=False)
+# Off a terminal rich would wrap at 80 columns; logs read better wider.
+stderr = Console(
+    stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 140
+)
 
 
 def default_mode(quiet: bool) -> Mode:
@@ -87,10 +90,11 @@ class StageProgress:
             flush=True,
         )
 
-    def close(self) -> None:
+    def close(self, *, finished: bool = True) -> None:
+        """Stop the bar; in plain mode a finished stage gets its final count line."""
         if self._bar is not None:
             self._bar.stop()
-        elif self.mode == "plain":
+        elif self.mode == "plain" and finished:
             self._plain_line(time.perf_counter())
 
 

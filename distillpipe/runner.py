@@ -76,7 +76,7 @@ def run_stage(
     progress = StageProgress(
         progress_mode, stage.name, count_lines(input_path), extra=lambda: _live(ctx)
     )
-    is_async = False
+    is_async = finished = False
     try:
         with JsonlWriter(output_path) as writer:
             outputs = stage.run(counted(reader(input_path)), ctx)
@@ -89,12 +89,13 @@ def run_stage(
                     progress.advance()
         if rejected is not None:
             rejected.commit()
+        finished = True
     except BaseException:
         if rejected is not None:
             rejected.abort()
         raise
     finally:
-        progress.close()
+        progress.close(finished=finished)
         if not is_async:
             asyncio.run(ctx.aclose())
     result.records_out = writer.count

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 
 from distillpipe.cli import cache, config
@@ -37,12 +36,12 @@ EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 def main() -> None:
     debug = os.environ.get("DISTILLPIPE_DEBUG") == "1"
     try:
-        app(standalone_mode=False)
-    except click.exceptions.Abort:
+        code = app(standalone_mode=False)
+    except typer.Abort:
         _interrupted()
-    except click.ClickException as exc:
+    except typer.TyperException as exc:  # usage errors: typer's click shows them, exit 2
         exc.show()
-        sys.exit(exc.exit_code)
+        sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
     except KeyboardInterrupt:
         _interrupted()
     except DistillpipeError as exc:
@@ -50,7 +49,7 @@ def main() -> None:
             raise
         stderr.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         sys.exit(EXIT_FAILED)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _interrupted() -> None:

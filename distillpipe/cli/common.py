@@ -50,7 +50,8 @@ def summary(results: list[tuple[StageResult, bool]], mode: Mode) -> None:
         rejected = sum(result.stats.get("rejected", {}).values())
         tokens = teacher.get("prompt_tokens", 0) + teacher.get("completion_tokens", 0)
         table.add_row(
-            result.name + (" (skipped: done)" if skipped else ""),
+            result.name,
+            "skipped: done" if skipped else "ran",
             f"{result.records_in:,}",
             f"{result.records_out:,}",
             f"{rejected:,}",

@@ -76,6 +76,10 @@ class LlamaCppTeacher(Teacher):
 
     def complete_one(self, call: Call) -> Completion:
         llm = self.load()
+        # Re-evaluate every prompt from scratch: reusing the previous call's KV
+        # prefix changes the float maths slightly, and with it the sampled
+        # tokens, so a resumed run would not equal a clean one.
+        llm.reset()
         request, params = call.request, call.request.params
         kwargs: dict[str, Any] = {
             "max_tokens": params.max_tokens,

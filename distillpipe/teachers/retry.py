@@ -7,7 +7,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 
 from distillpipe.errors import RetryableTeacherError
 
-_backoff = wait_exponential_jitter(initial=0.5, max=30.0, jitter=0.5)
+_backoff = wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=0.5)
 
 
 def wait_retry_after_or_backoff():

@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+from conftest import small_llamacpp_config, write_config
+
+from distillpipe.config import load_config
+from distillpipe.io import read_records, write_jsonl
+from distillpipe.runner import run_stage
+from distillpipe.stages import stage_named
+from distillpipe.stages.generate import RequestBuilder, system_prompt_for
+
+PROMPTS = [
+    {"instruction": "Name a colour.", "meta": {"source": "test"}},
+    {"instruction": "Translate to French.", "input": "good night"},
+    {"instruction": "Name a fruit."},
+]
+
+
+def config_at(tmp_path: Path, **overrides):
+    data = small_llamacpp_config(n=2)
+    for dotted, value in overrides.items():
+        section, key = dotted.split("__")
+        data.setdefault(section, {})[key] = value
+    return load_config(write_config(tmp_path / "config.yaml", data))
+
+
+@pytest.mark.parametrize("mode", ["completion", "chat"])
+def test_generate_gives_every_record_n_real_responses_in_input_order(tmp_path: Path, mode: str):
+    config = config_at(tmp_path, teacher__mode=mode)
+    write_jsonl(tmp_path / "in.jsonl", PROMPTS)
+    stage = stage_named("generate")
+    result = run_stage(stage, config, tmp_path / "in.jsonl", tmp_path / "out.jsonl")
+    out = list(read_records(tmp_path / "out.jsonl"))
+    assert [r["instruction"] for r in out] == [p["instruction"] for p in PROMPTS]
+    assert out[0]["meta"] == {"source": "test"}  # fields the stage does not own pass through
+    for record in out:
+        assert [r["sample"] for r in record["responses"]] == [0, 1]
+        for response in record["responses"]:
+            assert response["text"].strip()
+            assert response["model"] == "gemma-3-270m-q4_k_m"
+            assert response["usage"]["completion_tokens"] > 0
+    assert result.records_in == result.records_out == 3
+    assert result.stats["teacher"]["teacher_calls"] == 6
+
+
+def test_a_rerun_is_served_from_the_cache_and_identical(tmp_path: Path):
+    config = config_at(tmp_path)
+    write_jsonl(tmp_path / "in.jsonl", PROMPTS)
+    stage = stage_named("generate")
+    run_stage(stage, config, tmp_path / "in.jsonl", tmp_path / "first.jsonl")
+    again = run_stage(stage, config, tmp_path / "in.jsonl", tmp_path / "second.jsonl")
+    assert again.stats["teacher"]["teacher_calls"] == 0
+    assert again.stats["teacher"]["cache_hits"] == 6
+    assert (tmp_path / "first.jsonl").read_bytes() == (tmp_path / "second.jsonl").read_bytes()
+
+
+def test_completion_prompts_carry_instruction_input_and_stop_sequences(tmp_path: Path):
+    config = config_at(tmp_path, generate__system_prompt="cot")
+    request = RequestBuilder(config, "completion")({"id": "x", **PROMPTS[1]})
+    assert "### Instruction:\nTranslate to French." in request.prompt
+    assert "### Input:\ngood night" in request.prompt
+    assert request.prompt.endswith("### Response:\n")
+    assert request.prompt.startswith("You are a helpful assistant. Think through")
+    assert "### Instruction:" in request.params.stop
+
+
+def test_chat_requests_put_the_system_prompt_first(tmp_path: Path):
+    config = config_at(tmp_path, generate__system_prompt="plain")
+    request = RequestBuilder(config, "chat")({"id": "x", **PROMPTS[1]})
+    assert [m["role"] for m in request.messages] == ["system", "user"]
+    assert request.messages[1]["content"] == "Translate to French.\n\ngood night"
+
+
+def test_system_prompt_choice(tmp_path: Path):
+    none = config_at(tmp_path)
+    literal = config_at(tmp_path, generate__system_prompt="Answer in one word.")
+    orca = config_at(tmp_path, generate__system_prompt="orca")
+    record = {"id": "abc", "instruction": "x"}
+    assert system_prompt_for(record, none) is None
+    assert system_prompt_for(record, literal) == "Answer in one word."
+    assert system_prompt_for({**record, "system": "Mine."}, orca) == "Mine."
+    drawn = {system_prompt_for({"id": str(i), "instruction": "x"}, orca) for i in range(40)}
+    assert len(drawn) > 2  # several Orca messages in use, one per record
+    assert system_prompt_for(record, orca) == system_prompt_for(record, orca)

@@ -1,0 +1,154 @@
+"""The command line as a user meets it: real subprocesses, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import small_llamacpp_config, write_config
+
+from distillpipe.io import read_records, write_jsonl
+
+
+def distillpipe(*args: str, env: dict[str, str], stdin: bytes | None = None):
+    return subprocess.run(
+        [sys.executable, "-m", "distillpipe", *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=600,
+    )
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    return write_config(tmp_path / "config.yaml", small_llamacpp_config(max_tokens=4))
+
+
+def test_a_malformed_line_fails_with_file_and_line_and_leaves_no_output(
+    tmp_path: Path, config: Path, cli_env: dict[str, str]
+):
+    (tmp_path / "in.jsonl").write_text('{"instruction": "Name a colour."}\n{"instruction": \n')
+    result = distillpipe("generate", "-c", str(config), "-i", str(tmp_path / "in.jsonl"),
+                         "-o", str(tmp_path / "out" / "out.jsonl"), env=cli_env)  # fmt: skip
+    assert result.returncode == 1
+    error = result.stderr.decode().strip()
+    assert "in.jsonl:2: invalid JSON" in error
+    assert len(error.splitlines()) == 1
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_empty_input_gives_an_empty_output_and_says_so(
+    tmp_path: Path, config: Path, cli_env: dict[str, str]
+):
+    (tmp_path / "in.jsonl").write_text("")
+    result = distillpipe("generate", "-c", str(config), "-i", str(tmp_path / "in.jsonl"),
+                         "-o", str(tmp_path / "out.jsonl"), env=cli_env)  # fmt: skip
+    assert result.returncode == 0
+    assert (tmp_path / "out.jsonl").read_bytes() == b""
+    assert "holds no records" in result.stderr.decode()
+
+
+def test_stdin_to_stdout(tmp_path: Path, config: Path, cli_env: dict[str, str]):
+    result = distillpipe("generate", "-c", str(config), "-i", "-", "-o", "-", "-q",
+                         env=cli_env, stdin=b'{"instruction": "Name a colour."}\n')  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    (line,) = result.stdout.splitlines()
+    assert b'"responses":[{"text":' in line
+
+
+def test_a_missing_api_key_is_reported_before_any_request(
+    tmp_path: Path, cli_env: dict[str, str]
+):
+    cli_env.pop("OPENAI_API_KEY", None)
+    config = write_config(tmp_path / "config.yaml", {
+        "teacher": {"backend": "openai", "model": "gpt-4o-mini",
+                    "base_url": "http://api.example.invalid/v1"},
+    })  # fmt: skip
+    write_jsonl(tmp_path / "in.jsonl", [{"instruction": "Name a colour."}])
+    result = distillpipe("generate", "-c", str(config), "-i", str(tmp_path / "in.jsonl"),
+                         "-o", str(tmp_path / "out.jsonl"), env=cli_env)  # fmt: skip
+    assert result.returncode == 1
+    assert "No API key for http://api.example.invalid/v1: set OPENAI_API_KEY" in (
+        result.stderr.decode()
+    )
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_an_unknown_config_key_is_named(tmp_path: Path, cli_env: dict[str, str]):
+    data = small_llamacpp_config()
+    data["generate"]["temprature"] = 0.3
+    config = write_config(tmp_path / "config.yaml", data)
+    result = distillpipe("config", "validate", str(config), env=cli_env)
+    assert result.returncode == 1
+    assert "unknown key 'generate.temprature'" in result.stderr.decode()
+
+
+def test_config_validate_and_show(config: Path, cli_env: dict[str, str]):
+    assert distillpipe("config", "validate", str(config), env=cli_env).returncode == 0
+    shown = distillpipe("config", "show", str(config), "--set", "generate.n=3", env=cli_env)
+    assert shown.returncode == 0
+    assert b"n: 3" in shown.stdout
+    assert b"backend: llamacpp" in shown.stdout
+
+
+def test_usage_errors_exit_2(cli_env: dict[str, str]):
+    assert distillpipe("generate", "--no-such-flag", env=cli_env).returncode == 2
+
+
+def test_run_skips_a_finished_stage_and_redoes_it_when_the_config_changes(
+    tmp_path: Path, cli_env: dict[str, str]
+):
+    data = {**small_llamacpp_config(max_tokens=4), "input": "in.jsonl"}
+    config = write_config(tmp_path / "config.yaml", data)
+    write_jsonl(tmp_path / "in.jsonl", [{"instruction": "Name a colour."}])
+    run_dir = tmp_path / "run"
+    first = distillpipe("run", str(config), "--run-dir", str(run_dir), env=cli_env)
+    assert first.returncode == 0, first.stderr.decode()
+    assert [r["instruction"] for r in read_records(run_dir / "generate.jsonl")] == [
+        "Name a colour."
+    ]
+    again = distillpipe("run", str(config), "--run-dir", str(run_dir), env=cli_env)
+    assert "skipped: done" in again.stderr.decode()
+    changed = distillpipe("run", str(config), "--run-dir", str(run_dir),
+                          "--set", "generate.max_tokens=5", env=cli_env)  # fmt: skip
+    assert "skipped" not in changed.stderr.decode()
+    manifest = (run_dir / "manifest.json").read_text()
+    assert '"max_tokens": 5' in manifest
+
+
+def test_cache_stats_and_clear(tmp_path: Path, config: Path, cli_env: dict[str, str]):
+    write_jsonl(tmp_path / "in.jsonl", [{"instruction": "Name a colour."}])
+    distillpipe("generate", "-c", str(config), "-i", str(tmp_path / "in.jsonl"),
+                "-o", str(tmp_path / "out.jsonl"), env=cli_env)  # fmt: skip
+    stats = distillpipe("cache", "stats", env=cli_env)
+    assert "1 entries" in stats.stderr.decode()
+    assert "gemma-3-270m-q4_k_m" in stats.stderr.decode()
+    cleared = distillpipe("cache", "clear", env=cli_env)
+    assert "removed 1 cached completions" in cleared.stderr.decode()
+
+
+def test_a_secret_api_key_reaches_no_file_of_the_run(
+    tmp_path: Path, llama_server: str, cli_env: dict[str, str]
+):
+    sentinel = "sk-SENTINEL-d1571ll-7e57"
+    cli_env["DP_SENTINEL_API_KEY"] = sentinel
+    config = write_config(tmp_path / "config.yaml", {
+        "name": "secret", "input": "in.jsonl",
+        "teacher": {"backend": "openai", "model": "gemma", "base_url": llama_server,
+                    "api_key": "${DP_SENTINEL_API_KEY}", "concurrency": 2},
+        "generate": {"max_tokens": 4},
+    })  # fmt: skip
+    write_jsonl(tmp_path / "in.jsonl", [{"instruction": "Name a colour."}])
+    run_dir = tmp_path / "run"
+    result = distillpipe("run", str(config), "--run-dir", str(run_dir), env=cli_env)
+    assert result.returncode == 0, result.stderr.decode()
+    shown = distillpipe("config", "show", str(config), env=cli_env)
+    assert sentinel.encode() not in result.stdout + result.stderr + shown.stdout
+    written = [p for p in [*run_dir.rglob("*"), *Path(cli_env["DISTILLPIPE_CACHE_DIR"]).rglob("*")]
+               if p.is_file()]  # fmt: skip
+    assert any(p.name == "manifest.json" for p in written)
+    for path in written:
+        assert sentinel.encode() not in path.read_bytes(), path

@@ -1,0 +1,72 @@
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distillpipe.errors import InputError
+from distillpipe.io import JsonlWriter, read_records, write_jsonl
+
+
+def test_round_trip_plain_and_gzip(tmp_path: Path):
+    records = [{"instruction": f"task {i}", "meta": {"i": i}} for i in range(5)]
+    for name in ("out.jsonl", "out.jsonl.gz"):
+        assert write_jsonl(tmp_path / name, records) == 5
+        back = list(read_records(tmp_path / name))
+        assert [r["meta"]["i"] for r in back] == list(range(5))
+        assert all(len(r["id"]) == 16 for r in back)
+    with gzip.open(tmp_path / "out.jsonl.gz") as stream:
+        assert stream.read().count(b"\n") == 5
+
+
+def test_a_malformed_line_names_file_and_line(tmp_path: Path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"instruction": "ok"}\n\n{"instruction": "bad",\n')
+    with pytest.raises(InputError, match=r"in\.jsonl:3: invalid JSON"):
+        list(read_records(path))
+
+
+def test_a_record_without_instruction_names_file_and_line(tmp_path: Path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"instruction": "ok"}\n{"prompt": "no instruction"}\n')
+    with pytest.raises(InputError, match=r"in\.jsonl:2: record has no 'instruction'"):
+        list(read_records(path))
+
+
+def test_a_json_value_that_is_not_an_object_is_rejected(tmp_path: Path):
+    path = tmp_path / "in.jsonl"
+    path.write_text("[1, 2]\n")
+    with pytest.raises(InputError, match=r"in\.jsonl:1: expected a JSON object, got list"):
+        list(read_records(path))
+
+
+def test_a_failed_write_leaves_neither_output_nor_temporary_file(tmp_path: Path):
+    target = tmp_path / "out.jsonl"
+    with pytest.raises(RuntimeError), JsonlWriter(target) as writer:
+        writer.write({"instruction": "half"})
+        raise RuntimeError("stage failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_output_survives_a_failed_rewrite(tmp_path: Path):
+    target = tmp_path / "out.jsonl"
+    write_jsonl(target, [{"instruction": "old"}])
+    with pytest.raises(RuntimeError), JsonlWriter(target) as writer:
+        writer.write({"instruction": "new"})
+        raise RuntimeError("stage failed")
+    assert [r["instruction"] for r in read_records(target)] == ["old"]
+
+
+def test_dash_reads_stdin_and_writes_stdout():
+    code = (
+        "from distillpipe.io import read_records, write_jsonl;"
+        "write_jsonl('-', ({'n': len(r['instruction'])} for r in read_records('-')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        input=b'{"instruction": "abc"}\n{"instruction": "abcdef"}\n',
+        capture_output=True,
+        check=True,
+    )
+    assert result.stdout == b'{"n":3}\n{"n":6}\n'
