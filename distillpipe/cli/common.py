@@ -34,17 +34,9 @@ def summary(results: list[tuple[StageResult, bool]], mode: Mode) -> None:
     if mode == "quiet":
         return
     table = Table(title="distillpipe summary", title_justify="left")
-    for column in (
-        "stage",
-        "in",
-        "out",
-        "rejected",
-        "teacher calls",
-        "cache hits",
-        "tokens",
-        "time",
-    ):
-        table.add_column(column, justify="left" if column == "stage" else "right")
+    columns = ("stage", "status", "in", "out", "rejected", "teacher calls", "cache hits", "tokens")
+    for column in (*columns, "time"):
+        table.add_column(column, justify="left" if column in ("stage", "status") else "right")
     for result, skipped in results:
         teacher = result.stats.get("teacher", {})
         rejected = sum(result.stats.get("rejected", {}).values())

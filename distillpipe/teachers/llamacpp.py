@@ -57,6 +57,8 @@ class LlamaCppTeacher(Teacher):
         if self._llm is None:
             from llama_cpp import Llama
 
+            quiet_llama_cpp_logs()
+
             self._llm = Llama(
                 model_path=str(resolve_gguf(self.options.model_path)),
                 n_ctx=self.options.n_ctx,
@@ -64,6 +66,9 @@ class LlamaCppTeacher(Teacher):
                 n_batch=self.options.n_batch,
                 chat_format=self._chat_format(),
                 logits_all=self.options.logits_all,
+                # Every call re-evaluates its prompt (see complete_one), so a
+                # window-sized cache for sliding-window layers (gemma 3) is enough.
+                swa_full=False,
                 verbose=False,
             )
         return self._llm
@@ -126,3 +131,29 @@ class LlamaCppTeacher(Teacher):
         if self._llm is not None:
             self._llm.close()
             self._llm = None
+
+
+_log_callback: Any = None
+
+
+def quiet_llama_cpp_logs() -> None:
+    """Keep llama.cpp's own chatter (it logs some notices at level NONE, which
+    llama-cpp-python always prints) off stderr; errors still get through.
+    DISTILLPIPE_DEBUG=1 leaves llama.cpp's logging as it is."""
+    global _log_callback
+    if _log_callback is not None or os.environ.get("DISTILLPIPE_DEBUG") == "1":
+        return
+    import ctypes
+    import sys
+
+    import llama_cpp
+
+    ggml_log_level_error = 3
+
+    @llama_cpp.llama_log_callback
+    def forward_errors(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if level == ggml_log_level_error:
+            print(text.decode("utf-8", errors="replace"), end="", file=sys.stderr, flush=True)
+
+    _log_callback = forward_errors  # ctypes needs the callback kept alive
+    llama_cpp.llama_log_set(forward_errors, ctypes.c_void_p(0))
