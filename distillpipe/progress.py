@@ -65,6 +65,10 @@ class StageProgress:
             self._task = self._bar.add_task(stage, total=total, rate="", extra="")
             self._bar.start()
 
+    def tick(self) -> None:
+        """Refresh without advancing: a teacher call finished inside a batch."""
+        self.advance(0)
+
     def advance(self, n: int = 1) -> None:
         self.done += n
         now = time.perf_counter()

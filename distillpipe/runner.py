@@ -76,6 +76,7 @@ def run_stage(
     progress = StageProgress(
         progress_mode, stage.name, count_lines(input_path), extra=lambda: _live(ctx)
     )
+    ctx.on_call_done = progress.tick
     is_async = finished = False
     try:
         with JsonlWriter(output_path) as writer:

@@ -12,7 +12,7 @@ The runner drains it into an atomic writer and records its stats.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -39,6 +39,7 @@ class StageContext:
     _teacher: Teacher | None = None
     _cache: ResponseCache | None = None
     _dispatcher: Dispatcher | None = None
+    on_call_done: Callable[[], None] | None = None
 
     def dispatcher(self) -> Dispatcher:
         """The cached teacher; built on first use so stages without one load nothing."""
@@ -47,6 +48,9 @@ class StageContext:
             if self.config.cache.enabled:
                 self._cache = ResponseCache(self.config.cache.path)
             self._dispatcher = Dispatcher(self._teacher, self._cache, self.config.seed)
+            if self.on_call_done is not None:
+                tick = self.on_call_done
+                self._dispatcher.on_call_done = lambda completion, cached: tick()
         return self._dispatcher
 
     def reject(self, record: Record, *, filter: str, reason: str, score: Any = None) -> None:
