@@ -59,9 +59,7 @@ def test_stdin_to_stdout(tmp_path: Path, config: Path, cli_env: dict[str, str]):
     assert b'"responses":[{"text":' in line
 
 
-def test_a_missing_api_key_is_reported_before_any_request(
-    tmp_path: Path, cli_env: dict[str, str]
-):
+def test_a_missing_api_key_is_reported_before_any_request(tmp_path: Path, cli_env: dict[str, str]):
     cli_env.pop("OPENAI_API_KEY", None)
     config = write_config(tmp_path / "config.yaml", {
         "teacher": {"backend": "openai", "model": "gpt-4o-mini",

@@ -23,7 +23,7 @@ from distillpipe.io import read_records, write_jsonl
 
 PROMPTS = 40
 
-SPY = '''
+SPY = """
 import os, orjson, llama_cpp
 _original = llama_cpp.Llama.create_completion
 def _spy(self, prompt, *args, **kwargs):
@@ -36,7 +36,7 @@ def _spy(self, prompt, *args, **kwargs):
         log.write(orjson.dumps({"event": "answered", "key": key}) + b"\\n")
     return out
 llama_cpp.Llama.create_completion = _spy
-'''
+"""
 
 
 def backend_log(path: Path, event: str) -> list[tuple[str, int]]:

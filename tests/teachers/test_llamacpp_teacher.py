@@ -69,9 +69,7 @@ def test_the_same_seed_gives_the_same_samples_and_samples_differ(teacher: LlamaC
 
 def test_a_prompt_longer_than_the_context_is_a_fatal_error_naming_the_request():
     small = LlamaCppTeacher(LlamaCppOptions(n_ctx=128))
-    request = Request(
-        id="too-long", params=SamplingParams(max_tokens=4), prompt="word " * 400
-    )
+    request = Request(id="too-long", params=SamplingParams(max_tokens=4), prompt="word " * 400)
     with pytest.raises(FatalTeacherError, match="request too-long"):
         resolve(small, [request])
     asyncio.run(small.aclose())
