@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -20,10 +20,12 @@ from pydantic import (
     PrivateAttr,
     SerializeAsAny,
     ValidationError,
+    field_validator,
 )
 
 from distillpipe.errors import ConfigError
 from distillpipe.records import content_hash
+from distillpipe.seeds import SeedSourceConfig
 from distillpipe.teachers.base import SamplingParams, TeacherOptions, teacher_class
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -74,6 +76,84 @@ class GenerateConfig(SamplingConfig):
     batch_size: int = Field(64, ge=1, description="records resolved per dispatch batch")
 
 
+EVOLVE_OPERATORS = (
+    "add_constraints",
+    "deepen",
+    "concretize",
+    "increase_reasoning",
+    "complicate_input",
+    "breadth",
+)
+
+
+class SelfInstructConfig(SamplingConfig):
+    """The ``seed`` stage: seed loading and the Self-Instruct bootstrap (Wang et al. 2022)."""
+
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(0.5, gt=0.0, le=1.0)
+    max_tokens: int = Field(1024, ge=1)
+    presence_penalty: float = Field(2.0, ge=-2.0, le=2.0)
+    seeds: SeedSourceConfig = Field(default_factory=SeedSourceConfig)
+    target: int = Field(100, ge=0, description="machine-generated instructions to produce")
+    seed_tasks_per_prompt: int = Field(6, ge=0, description="human seed tasks shown per request")
+    machine_tasks_per_prompt: int = Field(2, ge=0, description="generated tasks shown per request")
+    requests_per_round: int = Field(5, ge=1)
+    max_rounds: int = Field(100, ge=1, description="stop even if target is not reached")
+    instances: bool = Field(False, description="ask for an input and output with each task")
+    include_seeds: bool = Field(True, description="write the seed tasks before the new ones")
+    template: str = Field("tasks", description="a template name in prompts/self_instruct/")
+    rouge_threshold: float = Field(0.7, gt=0.0, le=1.0, description="reject at or above")
+    min_words: int = Field(4, ge=1)
+    max_words: int = Field(150, ge=1)
+    blacklist: list[str] | None = Field(
+        None, description="default: prompts/self_instruct/blacklist.txt"
+    )
+    reject_prefixes: list[str] = Field(default_factory=lambda: ["Write a program"])
+
+
+class EliminationConfig(StrictModel):
+    """When an evolved instruction fails (Evol-Instruct's elimination, Xu et al. 2023)."""
+
+    equality: Literal["teacher", "similarity", "off"] = Field(
+        "teacher", description="no information gain: ask the teacher, or compare ROUGE-L"
+    )
+    similarity_threshold: float = Field(0.9, gt=0.0, le=1.0)
+    equality_max_tokens: int = Field(8, ge=1)
+    answer_check: bool = Field(True, description="fail when the teacher's answer says sorry")
+    answer_max_tokens: int = Field(160, ge=1)
+    sorry_max_words: int = Field(80, ge=1)
+
+
+class EvolveConfig(SamplingConfig):
+    """The ``evolve`` stage: Evol-Instruct's in-depth and in-breadth rewrites."""
+
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(512, ge=1)
+    rounds: int = Field(4, ge=1)
+    operators: dict[str, float] = Field(
+        default_factory=lambda: dict.fromkeys(EVOLVE_OPERATORS, 1.0),
+        description="operator -> weight of its seeded draw",
+    )
+    output: Literal["all", "evolved", "last"] = Field(
+        "all", description="all: originals + survivors; evolved: survivors; last: deepest each"
+    )
+    batch_size: int = Field(16, ge=1, description="records evolved together, round by round")
+    elimination: EliminationConfig = Field(default_factory=EliminationConfig)
+
+    @field_validator("operators")
+    @classmethod
+    def _known_operators(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(EVOLVE_OPERATORS))
+        if unknown:
+            raise ValueError(
+                f"unknown operator {unknown[0]!r} (known: {', '.join(EVOLVE_OPERATORS)})"
+            )
+        if any(weight < 0 for weight in value.values()) or not sum(value.values()) > 0:
+            raise ValueError("weights must be >= 0 with a positive sum")
+        return value
+
+
 class Config(StrictModel):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
     seed: int = 0
@@ -82,6 +162,8 @@ class Config(StrictModel):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     teacher: SerializeAsAny[TeacherOptions]
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    self_instruct: SelfInstructConfig | None = None
+    evolve: EvolveConfig | None = None
 
     _secrets: frozenset[str] = PrivateAttr(default=frozenset())
 
