@@ -97,6 +97,7 @@ class SelfInstructConfig(SamplingConfig):
     target: int = Field(100, ge=0, description="machine-generated instructions to produce")
     seed_tasks_per_prompt: int = Field(6, ge=0, description="human seed tasks shown per request")
     machine_tasks_per_prompt: int = Field(2, ge=0, description="generated tasks shown per request")
+    new_tasks_per_request: int = Field(7, ge=1, description="list items asked for per request")
     requests_per_round: int = Field(5, ge=1)
     max_rounds: int = Field(100, ge=1, description="stop even if target is not reached")
     instances: bool = Field(False, description="ask for an input and output with each task")
@@ -136,7 +137,9 @@ class EvolveConfig(SamplingConfig):
         description="operator -> weight of its seeded draw",
     )
     output: Literal["all", "evolved", "last"] = Field(
-        "all", description="all: originals + survivors; evolved: survivors; last: deepest each"
+        "all",
+        description="all: originals + survivors; evolved: survivors; last: the newest of each "
+        "lineage (the original when nothing survived)",
     )
     batch_size: int = Field(16, ge=1, description="records evolved together, round by round")
     elimination: EliminationConfig = Field(default_factory=EliminationConfig)

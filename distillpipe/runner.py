@@ -64,6 +64,7 @@ def run_stage(
     """Drain one stage from ``input_path`` into ``output_path`` (both atomic)."""
     result = StageResult(stage.name)
     reader = getattr(stage, "read_input", read_records)
+    load_input = getattr(stage, "load_input", None)  # a reader that needs the config
     started = time.perf_counter()
 
     def counted(records: Iterator[Record]) -> Iterator[Record]:
@@ -80,7 +81,8 @@ def run_stage(
     is_async = finished = False
     try:
         with JsonlWriter(output_path) as writer:
-            outputs = stage.run(counted(reader(input_path)), ctx)
+            inputs = load_input(input_path, config) if load_input else reader(input_path)
+            outputs = stage.run(counted(inputs), ctx)
             if inspect.isasyncgen(outputs):
                 is_async = True
                 asyncio.run(_drain_async(outputs, writer, progress, ctx))

@@ -13,8 +13,10 @@ import sys
 import typer
 
 from distillpipe.cli import cache, config
+from distillpipe.cli.evolve import evolve
 from distillpipe.cli.generate import generate
 from distillpipe.cli.run import run
+from distillpipe.cli.seed import seed
 from distillpipe.errors import DistillpipeError
 from distillpipe.progress import stderr
 
@@ -26,6 +28,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(run)
+app.command()(seed)
+app.command()(evolve)
 app.command()(generate)
 app.add_typer(config.app, name="config")
 app.add_typer(cache.app, name="cache")

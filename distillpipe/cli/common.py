@@ -20,6 +20,16 @@ SetOption = Annotated[
     typer.Option("--set", help="Override a config key, e.g. --set generate.n=4 (repeatable)."),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")]
+RejectedOption = Annotated[
+    str | None,
+    typer.Option(help="Rejected records JSONL. Default: <OUT>.rejected.jsonl (none for -o -)."),
+]
+
+
+def rejected_path_for(output: str, rejected: str | None) -> str | None:
+    if rejected is not None or output == "-":
+        return rejected
+    return f"{output.removesuffix('.gz').removesuffix('.jsonl')}.rejected.jsonl"
 
 
 def load(config_path: Path, overrides: list[str] | None) -> Config:

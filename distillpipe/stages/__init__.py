@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from distillpipe.stages.base import Stage
+from distillpipe.stages.evolve import EvolveStage
 from distillpipe.stages.generate import GenerateStage
+from distillpipe.stages.seed import SeedStage
 
-STAGES: list[Stage] = [GenerateStage()]
+STAGES: list[Stage] = [SeedStage(), EvolveStage(), GenerateStage()]
 
 
 def stage_named(name: str) -> Stage:

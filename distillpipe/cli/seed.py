@@ -1,0 +1,61 @@
+"""``distillpipe seed``: load seed tasks and grow them with Self-Instruct."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from distillpipe.cli.common import (
+    ConfigOption,
+    OutputOption,
+    QuietOption,
+    RejectedOption,
+    SetOption,
+    load,
+    mode_for,
+    rejected_path_for,
+    summary,
+)
+from distillpipe.cli.run import resolve_relative
+from distillpipe.errors import ConfigError
+from distillpipe.runner import run_stage
+from distillpipe.seeds import HF_PREFIX
+from distillpipe.stages import stage_named
+
+SeedsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--input",
+        "-i",
+        help="Seed tasks: JSONL, CSV, TXT, a dataset folder or hf:<id>; - for stdin. "
+        "Default: the config's `input`.",
+    ),
+]
+
+
+def seed(
+    config: ConfigOption,
+    input: SeedsOption = None,
+    output: OutputOption = "-",
+    rejected: RejectedOption = None,
+    set: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Load seed tasks and bootstrap new instructions from them (cached, resumable)."""
+    resolved = load(config, set)
+    mode = mode_for(quiet)
+    if input is None:
+        if resolved.input is None:
+            raise ConfigError(f"{config}: input: give the seed tasks with -i or in `input`")
+        source = resolved.input
+        input = source if source.startswith(HF_PREFIX) else str(resolve_relative(source, config))
+    result = run_stage(
+        stage_named("seed"),
+        resolved,
+        input,
+        output,
+        rejected_path=rejected_path_for(output, rejected),
+        progress_mode=mode,
+    )
+    summary([(result, False)], mode)
