@@ -61,11 +61,15 @@ class EvolvePrompter:
             stop=prompts.lines("evolve/answer.stop.txt") if completion else (),
         )
 
-    def _request(self, request_id: str, text: str, params: SamplingParams) -> Request:
+    def _request(
+        self, request_id: str, text: str, params: SamplingParams, *, open_line: bool = False
+    ) -> Request:
+        """``open_line``: a completion prompt that ends at a label ("Harder task:") is
+        continued on the label's line, so the template's final newline is dropped."""
         if self.mode == "chat":
             messages = ({"role": "user", "content": text.strip()},)
             return Request(id=request_id, params=params, messages=messages)
-        return Request(id=request_id, params=params, prompt=text)
+        return Request(id=request_id, params=params, prompt=text.rstrip() if open_line else text)
 
     def rewrite_prompt(self, operator: str, prompt: str) -> str:
         if operator == "breadth":
@@ -75,7 +79,8 @@ class EvolvePrompter:
 
     def rewrite(self, parent: Record, operator: str, round: int) -> Request:
         text = self.rewrite_prompt(operator, user_prompt(parent))
-        return self._request(f"evolve:{parent['id']}:{round}:rewrite", text, self.rewrite_params)
+        request_id = f"evolve:{parent['id']}:{round}:rewrite"
+        return self._request(request_id, text, self.rewrite_params, open_line=True)
 
     def equality(self, parent: Record, child: Record) -> Request:
         text = prompts.render(
@@ -83,7 +88,8 @@ class EvolvePrompter:
             parent=user_prompt(parent),
             child=child["instruction"],
         )
-        return self._request(f"evolve:{child['id']}:equality", text, self.equality_params)
+        request_id = f"evolve:{child['id']}:equality"
+        return self._request(request_id, text, self.equality_params, open_line=True)
 
     def answer(self, child: Record) -> Request:
         if self.mode == "chat":
