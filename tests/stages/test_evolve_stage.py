@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_config
+from killing import resume_and_compare
 
 from distillpipe.config import EVOLVE_OPERATORS, EliminationConfig, EvolveConfig, load_config
 from distillpipe.io import read_jsonl, read_records, write_jsonl
@@ -159,3 +160,17 @@ def test_gemma_evolves_records_with_lineage_and_a_rerun_is_identical(tmp_path: P
     again = run_stage(stage, config, tmp_path / "in.jsonl", tmp_path / "again.jsonl")
     assert again.stats["teacher"]["teacher_calls"] == 0
     assert (tmp_path / "again.jsonl").read_bytes() == (tmp_path / "out.jsonl").read_bytes()
+
+
+@pytest.mark.slow
+def test_a_killed_evolve_run_resumes_to_the_clean_output_without_asking_again(tmp_path: Path):
+    evolve_config(
+        tmp_path, max_tokens=24, elimination={"equality": "similarity", "answer_check": False}
+    )
+    write_jsonl(tmp_path / "in.jsonl", RECORDS)
+
+    def args_for(name: str) -> list[str]:
+        return ["evolve", "-c", str(tmp_path / "config.yaml"), "-i", str(tmp_path / "in.jsonl"),
+                "-o", str(tmp_path / f"{name}.jsonl")]  # fmt: skip
+
+    resume_and_compare(tmp_path, args_for, total_calls_at_least=4)

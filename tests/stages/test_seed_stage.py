@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 from conftest import write_config
+from killing import resume_and_compare
 
 from distillpipe.config import SelfInstructConfig, load_config
 from distillpipe.instructions import Task
@@ -148,3 +149,28 @@ def test_chat_mode_asks_for_the_rest_of_the_list_in_one_user_turn(tmp_path: Path
     out = [orjson.loads(line) for line in (tmp_path / "o.jsonl").read_bytes().splitlines()]
     assert len(out) == len(SEEDS) + stats["generated"]
     assert stats["filters"]["candidates"] >= 1  # the chat answer held at least one list item
+
+
+@pytest.mark.slow
+def test_a_killed_seed_run_resumes_to_the_clean_output_without_asking_again(tmp_path: Path):
+    write_config(
+        tmp_path / "config.yaml",
+        {
+            "name": "test",
+            "seed": 3,
+            "teacher": {"backend": "llamacpp", "mode": "completion", "n_ctx": 1024},
+            "self_instruct": {
+                "target": 50,
+                "requests_per_round": 1,
+                "max_rounds": 3,
+                "max_tokens": 32,
+            },
+        },
+    )
+    write_jsonl(tmp_path / "seeds.jsonl", SEEDS)
+
+    def args_for(name: str) -> list[str]:
+        return ["seed", "-c", str(tmp_path / "config.yaml"), "-i", str(tmp_path / "seeds.jsonl"),
+                "-o", str(tmp_path / f"{name}.jsonl")]  # fmt: skip
+
+    resume_and_compare(tmp_path, args_for, total_calls_at_least=3)
