@@ -103,3 +103,10 @@ def test_best_is_the_exact_maximum_and_its_first_position(scorer):
     assert (best.score, best.index) == (1.0, 0)
     assert index.best("Name colours!").index == -1  # no shared token: nothing to point at
     assert len(index) == 3
+
+
+def test_tokens_equal_rouge_scores_tokenizer_on_odd_text(scorer):
+    texts = [random_text(random.Random(seed)) for seed in range(200)]
+    texts += ["İstanbul ǅemal ß ﬁne Ⅻ ½ ２ x²", "tab\tnew\nline\r\u00a0nbsp", "", "  ..  "]
+    for text in texts:
+        assert rouge_tokens(text) == scorer._tokenizer.tokenize(text), text

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -174,3 +176,35 @@ def test_a_killed_seed_run_resumes_to_the_clean_output_without_asking_again(tmp_
                 "-o", str(tmp_path / f"{name}.jsonl")]  # fmt: skip
 
     resume_and_compare(tmp_path, args_for, total_calls_at_least=3)
+
+
+def test_the_cli_reads_the_configs_input_by_default_and_names_a_bad_seed_line(
+    tmp_path: Path, cli_env: dict
+):
+    config = {"name": "t", "input": "seeds.txt", "self_instruct": {"target": 0}}
+    write_config(tmp_path / "config.yaml", config)
+    (tmp_path / "seeds.txt").write_text("Name a river.\nWrite a limerick.\n")
+    command = [
+        sys.executable,
+        "-m",
+        "distillpipe",
+        "seed",
+        "-q",
+        "-c",
+        str(tmp_path / "config.yaml"),
+    ]
+    done = subprocess.run([*command, "-o", "-"], env=cli_env, capture_output=True, check=True)
+    assert [orjson.loads(line)["instruction"] for line in done.stdout.splitlines()] == [
+        "Name a river.",
+        "Write a limerick.",
+    ]
+    (tmp_path / "bad.jsonl").write_text('{"instruction": "ok"}\n{"instances": []}\n')
+    failed = subprocess.run(
+        [*command, "-i", str(tmp_path / "bad.jsonl"), "-o", str(tmp_path / "out.jsonl")],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+    )
+    assert failed.returncode == 1
+    assert f"{tmp_path / 'bad.jsonl'}:2: seed has no 'instruction' text" in failed.stderr
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "out.rejected.jsonl").exists()
