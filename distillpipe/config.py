@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -20,6 +20,7 @@ from pydantic import (
     PrivateAttr,
     SerializeAsAny,
     ValidationError,
+    model_validator,
 )
 
 from distillpipe.errors import ConfigError
@@ -74,6 +75,32 @@ class GenerateConfig(SamplingConfig):
     batch_size: int = Field(64, ge=1, description="records resolved per dispatch batch")
 
 
+class ExecutorConfig(StrictModel):
+    """Where model stages run: ``local`` (this process) or ``ray`` (actor pools on a Ray cluster).
+
+    ``executor: ray`` is short for ``executor: {type: ray}``.
+    """
+
+    type: Literal["local", "ray"] = "local"
+    address: str | None = Field(
+        None, description="Ray cluster address; default: $RAY_ADDRESS, else a local Ray"
+    )
+    actors: int | None = Field(
+        None, ge=1, description="actor pool size; default: cluster CPUs (or GPUs) per actor"
+    )
+    num_cpus: float = Field(1.0, gt=0, description="CPUs per actor (llama.cpp threads)")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per actor (1 for a vLLM engine)")
+    batch_size: int = Field(4, ge=1, description="teacher calls per actor batch")
+    runtime_env: dict[str, Any] | None = Field(
+        None, description="Ray runtime_env for the actors (pip, env_vars, working_dir)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
+
+
 class Config(StrictModel):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
     seed: int = 0
@@ -82,6 +109,7 @@ class Config(StrictModel):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     teacher: SerializeAsAny[TeacherOptions]
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     _secrets: frozenset[str] = PrivateAttr(default=frozenset())
 
