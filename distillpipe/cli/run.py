@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from distillpipe.cli.common import QuietOption, SetOption, load, mode_for, summary
+from distillpipe.cli.filter import filter_summary
 from distillpipe.errors import ConfigError
 from distillpipe.progress import message
 from distillpipe.runner import run_pipeline
@@ -38,6 +39,9 @@ def run(
         resolved, target, input_path, from_stage=from_stage, to_stage=to_stage, progress_mode=mode
     )
     summary(results, mode)
+    for result, skipped in results:
+        if not skipped:
+            filter_summary(result, mode)
     message(mode, f"run directory: {target}")
 
 
