@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from distillpipe.errors import ConfigError
+from distillpipe.filters.base import FilterOptions, filter_class
 from distillpipe.records import content_hash
 from distillpipe.teachers.base import SamplingParams, TeacherOptions, teacher_class
 
@@ -109,6 +110,9 @@ class Config(StrictModel):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     teacher: SerializeAsAny[TeacherOptions]
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    filter: list[SerializeAsAny[FilterOptions]] | None = Field(
+        None, description="filters applied in order; each item picks its filter by `type`"
+    )
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     _secrets: frozenset[str] = PrivateAttr(default=frozenset())
@@ -228,12 +232,42 @@ def parse_config(data: dict[str, Any], source: ConfigSource) -> Config:
         options = options_cls.model_validate(teacher_raw)
     except ValidationError as exc:
         _raise_validation(exc, ("teacher",), source)
+    data = {**data, "teacher": options}
+    if data.get("filter") is not None:
+        data["filter"] = parse_filters(data["filter"], source)
     try:
-        config = Config.model_validate({**data, "teacher": options})
+        config = Config.model_validate(data)
     except ValidationError as exc:
         _raise_validation(exc, (), source)
     config._secrets = frozenset(secrets)
     return config
+
+
+def parse_filters(raw: Any, source: ConfigSource) -> list[FilterOptions]:
+    """Each item of the ``filter`` list is validated by the Options of its ``type``."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source.where(('filter',))}: filter must be a list of filters")
+    parsed = []
+    for index, item in enumerate(raw):
+        loc = ("filter", index)
+        if not isinstance(item, dict) or "type" not in item:
+            raise ConfigError(f"{source.where(loc)}: filter.{index}: needs a `type`")
+        try:
+            options_cls = filter_class(str(item["type"])).Options
+        except ConfigError as exc:
+            raise ConfigError(f"{source.where((*loc, 'type'))}: filter.{index}: {exc}") from None
+        try:
+            parsed.append(options_cls.model_validate(item))
+        except ValidationError as exc:
+            _raise_validation(exc, loc, source)
+    names = [options.filter_name for options in parsed]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise ConfigError(
+                f"{source.where(('filter', index))}: filter.{index}: a second filter named "
+                f"{name!r}; give it its own `name`"
+            )
+    return parsed
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:

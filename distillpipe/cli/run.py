@@ -15,6 +15,7 @@ from distillpipe.cli.common import (
     mode_for,
     summary,
 )
+from distillpipe.cli.filter import filter_summary
 from distillpipe.errors import ConfigError
 from distillpipe.progress import message
 from distillpipe.runner import run_pipeline
@@ -46,6 +47,9 @@ def run(
         resolved, target, input_path, from_stage=from_stage, to_stage=to_stage, progress_mode=mode
     )
     summary(results, mode)
+    for result, skipped in results:
+        if not skipped:
+            filter_summary(result, mode)
     message(mode, f"run directory: {target}")
 
 
