@@ -123,6 +123,10 @@ class RayExecutor:
         rejected_path: str | Path | None = None,
         progress_mode: Mode = "quiet",
     ) -> StageResult:
+        if hasattr(stage, "score_batch"):
+            return self.run_filter_stage(
+                stage, config, input_path, output_path, rejected_path, progress_mode
+            )
         if not hasattr(stage, "teacher_requests"):
             return run_stage(
                 stage,
@@ -154,6 +158,67 @@ class RayExecutor:
         teacher["cache_hits"] = teacher.get("cache_hits", 0) - stats.sent
         result.seconds += stats.seconds
         return result
+
+    def run_filter_stage(
+        self,
+        stage: Stage,
+        config: Config,
+        input_path: str | Path,
+        output_path: str | Path,
+        rejected_path: str | Path | None,
+        progress_mode: Mode,
+    ) -> StageResult:
+        """Scores on a pool of actors, fit and decide on the driver (see ray_filter.py)."""
+        from distillpipe.executors.ray_filter import FilterScorer, RayFilterStage, remote_filters
+
+        shipped = remote_filters(config)
+        if not shipped:
+            return run_stage(
+                stage,
+                config,
+                input_path,
+                output_path,
+                rejected_path=rejected_path,
+                progress_mode=progress_mode,
+            )
+        ray = import_ray()
+        connect(ray, self.options)
+        size = pool_size(ray, self.options, batches=sys.maxsize)
+        actor = ray.remote(FilterScorer).options(**self._remote_args())
+        scorers = [actor.remote(config) for _ in range(size)]
+        message(progress_mode, f"{stage.name}: scoring on {size} Ray actors")
+        try:
+            result = run_stage(
+                RayFilterStage(scorers),
+                config,
+                input_path,
+                output_path,
+                rejected_path=rejected_path,
+                progress_mode=progress_mode,
+            )
+        except Exception as exc:
+            error = _project_error(exc)
+            if error is None:
+                raise
+            raise error from None
+        finally:
+            for scorer in scorers:
+                ray.kill(scorer)
+        result.stats["executor"] = {
+            "executor": "ray",
+            "actors": size,
+            "filters_on_actors": [options.filter_name for options in shipped],
+        }
+        return result
+
+    def _remote_args(self) -> dict[str, Any]:
+        options = self.options
+        remote_args: dict[str, Any] = {"num_cpus": options.num_cpus}
+        if options.num_gpus:
+            remote_args["num_gpus"] = options.num_gpus
+        if options.runtime_env:
+            remote_args["runtime_env"] = options.runtime_env
+        return remote_args
 
     def answer_on_ray(
         self, stage: Any, config: Config, path: Path, progress_mode: Mode
@@ -201,18 +266,13 @@ class RayExecutor:
             f"{stage.name}: {len(rows):,} calls to {stats.actors} Ray actors "
             f"({stats.cached:,} of {stats.calls:,} already cached)",
         )
-        remote_args: dict[str, Any] = {"num_cpus": options.num_cpus}
-        if options.num_gpus:
-            remote_args["num_gpus"] = options.num_gpus
-        if options.runtime_env:
-            remote_args["runtime_env"] = options.runtime_env
         answered = ray.data.from_items(rows, override_num_blocks=batches).map_batches(
             TeacherWorker,
             fn_constructor_args=(config, options.num_cpus),
             batch_size=options.batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=stats.actors),
-            **remote_args,
+            **self._remote_args(),
         )
         progress = StageProgress(progress_mode, f"{stage.name} on ray", len(rows))
         finished = False
