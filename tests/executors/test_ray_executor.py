@@ -145,11 +145,10 @@ def test_generate_and_filters_on_ray_equal_the_local_executor(
     assert ray_results["filter"].stats["executor"]["filters_on_actors"] == ["length", "heuristics"]
 
 
-def ray_generate(
-    tmp_path: Path, config: Path, log: Path, output: str, cache_dir: Path
-) -> subprocess.Popen:
+def ray_generate(tmp_path: Path, config: Path, output: str, cache_dir: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "distillpipe", "generate", "-q", "--executor", "ray",
-               "-c", str(config), "-i", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / output)]  # fmt: skip
+               "-c", str(config), "-i", str(tmp_path / "in.jsonl"),
+               "-o", str(tmp_path / output)]  # fmt: skip
     env = {**os.environ, "DISTILLPIPE_CACHE_DIR": str(cache_dir)}
     with (tmp_path / f"{output}.stderr").open("ab") as stderr:
         return subprocess.Popen(command, env=env, stderr=stderr)
@@ -178,7 +177,7 @@ def test_a_killed_ray_driver_resumes_asking_only_for_missing_requests(
     cache_dir, first_log, second_log = tmp_path / "cache", tmp_path / "1.log", tmp_path / "2.log"
 
     first_config = spied_config(tmp_path, ray_address, first_log, "first.yaml")
-    first = ray_generate(tmp_path, first_config, first_log, "out.jsonl", cache_dir)
+    first = ray_generate(tmp_path, first_config, "out.jsonl", cache_dir)
     deadline = time.monotonic() + 300
     while committed_so_far(cache_dir) < 4:
         assert first.poll() is None, (tmp_path / "out.jsonl.stderr").read_text()
@@ -192,7 +191,7 @@ def test_a_killed_ray_driver_resumes_asking_only_for_missing_requests(
     assert len(backend_log(first_log, "asked")) >= committed
 
     second_config = spied_config(tmp_path, ray_address, second_log, "second.yaml")
-    second = ray_generate(tmp_path, second_config, second_log, "out.jsonl", cache_dir)
+    second = ray_generate(tmp_path, second_config, "out.jsonl", cache_dir)
     assert second.wait(timeout=600) == 0, (tmp_path / "out.jsonl.stderr").read_text()
     asked_again = backend_log(second_log, "asked")
     assert len(asked_again) == total - committed
