@@ -43,6 +43,7 @@ Record = dict[str, Any]
 FILTERS: dict[str, str] = {
     "length": "distillpipe.filters.length:LengthFilter",
     "heuristics": "distillpipe.filters.heuristics:HeuristicsFilter",
+    "perplexity": "distillpipe.filters.perplexity:PerplexityFilter",
 }
 
 _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")
