@@ -44,6 +44,8 @@ FILTERS: dict[str, str] = {
     "length": "distillpipe.filters.length:LengthFilter",
     "heuristics": "distillpipe.filters.heuristics:HeuristicsFilter",
     "perplexity": "distillpipe.filters.perplexity:PerplexityFilter",
+    "dedup": "distillpipe.filters.dedup:DedupFilter",
+    "decontam": "distillpipe.filters.decontam:DecontamFilter",
 }
 
 _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")
