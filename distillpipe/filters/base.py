@@ -44,6 +44,7 @@ FILTERS: dict[str, str] = {
     "length": "distillpipe.filters.length:LengthFilter",
     "heuristics": "distillpipe.filters.heuristics:HeuristicsFilter",
     "perplexity": "distillpipe.filters.perplexity:PerplexityFilter",
+    "consistency": "distillpipe.filters.consistency:ConsistencyFilter",
     "dedup": "distillpipe.filters.dedup:DedupFilter",
     "decontam": "distillpipe.filters.decontam:DecontamFilter",
 }
