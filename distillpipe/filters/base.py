@@ -45,6 +45,7 @@ FILTERS: dict[str, str] = {
     "heuristics": "distillpipe.filters.heuristics:HeuristicsFilter",
     "perplexity": "distillpipe.filters.perplexity:PerplexityFilter",
     "consistency": "distillpipe.filters.consistency:ConsistencyFilter",
+    "reward": "distillpipe.filters.reward:RewardFilter",
     "dedup": "distillpipe.filters.dedup:DedupFilter",
     "decontam": "distillpipe.filters.decontam:DecontamFilter",
 }
