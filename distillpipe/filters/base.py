@@ -43,6 +43,11 @@ Record = dict[str, Any]
 FILTERS: dict[str, str] = {
     "length": "distillpipe.filters.length:LengthFilter",
     "heuristics": "distillpipe.filters.heuristics:HeuristicsFilter",
+    "perplexity": "distillpipe.filters.perplexity:PerplexityFilter",
+    "consistency": "distillpipe.filters.consistency:ConsistencyFilter",
+    "reward": "distillpipe.filters.reward:RewardFilter",
+    "dedup": "distillpipe.filters.dedup:DedupFilter",
+    "decontam": "distillpipe.filters.decontam:DecontamFilter",
 }
 
 _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")

@@ -101,3 +101,92 @@ def test_cli_writes_rejected_beside_the_output(tmp_path: Path, cli_env: dict) ->
     rejected = list(read_jsonl(tmp_path / "kept.rejected.jsonl"))
     assert len(list(read_jsonl(out))) + len(rejected) == len(RECORDS)
     assert "heuristics" in done.stderr and "rejected" in done.stderr
+
+
+def corpus(tmp_path: Path) -> tuple[list[dict], dict]:
+    """Records with planted problems: duplicates, contamination, disagreement, refusals."""
+    bench = tmp_path / "bench.jsonl"
+    leaked = "a farmer has 17 sheep and all but 9 run away so how many sheep are left now"
+    write_jsonl(bench, [{"question": leaked}])
+    records = [
+        record(f"Question {i}: what is {i} plus {i}?", f"The answer is {2 * i}.",
+               f"So \\boxed{{{2 * i}}}", f"It is {2 * i + (i % 3 == 0)}.")
+        for i in range(1, 13)
+    ]  # fmt: skip
+    records.append(record("Question 1: what is 1 plus 1?  ", "2", "2"))  # exact duplicate
+    records.append(record(f"Riddle: {leaked}?", "The answer is 9.", "9"))
+    records.append(record("Say hello.", "As an AI language model, hello.", "Hello!"))
+    benchmark = {"name": "riddles", "path": str(bench), "fields": ["question"]}
+    return records, benchmark
+
+
+COMBINATIONS = [
+    ["length", "heuristics"],
+    ["dedup", "decontam"],
+    ["consistency", "dedup"],
+    ["heuristics", "decontam", "consistency", "dedup", "length"],
+]
+
+
+@pytest.mark.parametrize("types", COMBINATIONS, ids="+".join)
+def test_kept_plus_rejected_equals_input_by_id(tmp_path: Path, types: list[str]) -> None:
+    records, benchmark = corpus(tmp_path)
+    filters = [{"type": t, **({"benchmarks": [benchmark]} if t == "decontam" else {})}
+               for t in types]  # fmt: skip
+    result, kept, rejected = run_filters(tmp_path, filters, records)
+    ids_in = [r["id"] for r in records]
+    ids_out = [r["id"] for r in kept] + [r["id"] for r in rejected]
+    assert sorted(ids_out) == sorted(ids_in)  # exact duplicates share an id: counted twice
+    assert result.records_in == len(records) == result.records_out + len(rejected)
+    assert all(r["reject"]["filter"] in types and r["reject"]["reason"] for r in rejected)
+    for name in types:
+        stats = result.stats["filters"][name]
+        assert stats["seen"] == stats["kept"] + stats["rejected"]
+
+
+def test_planted_problems_are_rejected_by_the_right_filter(tmp_path: Path) -> None:
+    records, benchmark = corpus(tmp_path)
+    filters = [
+        {"type": "heuristics"},
+        {"type": "decontam", "benchmarks": [benchmark], "n": 8},
+        {"type": "dedup"},
+        {"type": "consistency", "min": 0.9},
+    ]
+    _, kept, rejected = run_filters(tmp_path, filters, records)
+    reasons = {(r["instruction"].strip(), r["reject"]["filter"]) for r in rejected}
+    assert ("Say hello.", "heuristics") in reasons
+    assert any(f == "decontam" and i.startswith("Riddle") for i, f in reasons)
+    assert ("Question 1: what is 1 plus 1?", "dedup") in reasons
+    # i % 3 == 0 disagree in one of three samples: agreement 2/3 < 0.9
+    assert {i for i, f in reasons if f == "consistency"} == {
+        f"Question {i}: what is {i} plus {i}?" for i in (3, 6, 9, 12)
+    }
+    assert len(kept) == 8
+    assert all(r["selection"]["by"] == "consistency" for r in kept)
+
+
+def test_percentile_thresholds_hold_records_until_every_score_is_in(tmp_path: Path) -> None:
+    records = [
+        record(f"Q{i}?", *(["The answer is 1."] * (i + 1) + ["The answer is 2."] * (9 - i)))
+        for i in range(10)
+    ]  # agreement rises 0.5, 0.6, ... 1.0, then 0.6 ... (majority flips at i=4)
+    _, kept, rejected = run_filters(tmp_path, [{"type": "consistency", "min": "p50"}], records)
+    agreements = sorted(r["scores"]["consistency"]["agreement"] for r in kept + rejected)
+    cut = (agreements[4] + agreements[5]) / 2
+    assert all(r["scores"]["consistency"]["agreement"] >= cut for r in kept)
+    assert all(r["scores"]["consistency"]["agreement"] < cut for r in rejected)
+    assert rejected[0]["reject"]["reason"].endswith("(p50)")
+
+
+def test_stdout_output_writes_no_rejected_file_unless_asked(tmp_path: Path, cli_env) -> None:
+    source = tmp_path / "in.jsonl"
+    write_jsonl(source, RECORDS)
+    config = config_with(tmp_path, [{"type": "heuristics"}])
+    done = subprocess.run(
+        [sys.executable, "-m", "distillpipe", "filter", "-c", str(config), "-i", str(source),
+         "-o", "-", "-q"],
+        env=cli_env, capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 4  # heuristics leaves truncation to length
+    assert not list(tmp_path.glob("*rejected*"))
