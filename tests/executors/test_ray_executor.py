@@ -37,8 +37,12 @@ from distillpipe.io import read_jsonl, read_records, write_jsonl
 from distillpipe.runner import run_pipeline
 from distillpipe.teachers.base import Call, Request, SamplingParams
 
+# A model-based filter with a percentile cut (scores on actors, the cut fitted on the
+# driver over the whole run) and dedup (stateful decisions on the driver, in order).
 FILTER_CHAIN = [
+    {"type": "dedup", "on": "prompt", "near": False},
     {"type": "length", "response": {"min_chars": 3}, "reject_truncated": False},
+    {"type": "perplexity", "n_ctx": 256, "max": "p80"},
     {"type": "heuristics", "responses": "all"},
 ]
 
@@ -112,10 +116,11 @@ def test_generate_and_filters_on_ray_equal_the_local_executor(
     tmp_path: Path, ray_address: str
 ) -> None:
     source = tmp_path / "in.jsonl"
-    write_jsonl(source, prompts(6, "bakery"))
+    duplicate = {"instruction": "WRITE a short slogan for bakery number 2!"}
+    write_jsonl(source, [*prompts(6, "bakery"), duplicate])
     runs = {}
     for executor in ("local", "ray"):
-        data = small_llamacpp_config(max_tokens=6, temperature=0.9, n=2, batch_size=4)
+        data = small_llamacpp_config(max_tokens=6, temperature=0.9, batch_size=4)
         data["cache"] = {"path": str(tmp_path / f"{executor}-cache.sqlite")}
         data["filter"] = FILTER_CHAIN
         data["executor"] = {"type": executor, "actors": 2, "batch_size": 2}
@@ -127,22 +132,25 @@ def test_generate_and_filters_on_ray_equal_the_local_executor(
     (local_dir, _), (ray_dir, ray_results) = runs["local"], runs["ray"]
     for name in ("generate.jsonl", "filter.jsonl", "filter.rejected.jsonl"):
         assert by_id(ray_dir / name) == by_id(local_dir / name), name
-    assert len(by_id(ray_dir / "generate.jsonl")) == 6
+    assert len(by_id(ray_dir / "generate.jsonl")) == 7
     kept, rejected = by_id(ray_dir / "filter.jsonl"), by_id(ray_dir / "filter.rejected.jsonl")
-    assert len(kept) + len(rejected) == 6
-    assert all(set(record["scores"]) == {"length", "heuristics"} for record in kept.values())
+    assert len(kept) + len(rejected) == 7
+    assert all(set(record["scores"]) >= {"length", "perplexity"} for record in kept.values())
+    rejected_by = {record["reject"]["filter"] for record in rejected.values()}
+    assert {"perplexity", "dedup"} <= rejected_by, rejected_by
 
     generate = ray_results["generate"].stats
     assert generate["executor"] == {
         **generate["executor"],
-        "calls": 12,
+        "calls": 7,
         "cached": 0,
-        "sent": 12,
+        "sent": 7,
         "actors": 2,
     }
-    assert generate["teacher"]["teacher_calls"] == 12
+    assert generate["teacher"]["teacher_calls"] == 7
     assert generate["teacher"]["cache_hits"] == 0
-    assert ray_results["filter"].stats["executor"]["filters_on_actors"] == ["length", "heuristics"]
+    shipped = ray_results["filter"].stats["executor"]["filters_on_actors"]
+    assert shipped == ["dedup", "length", "perplexity", "heuristics"]
 
 
 def ray_generate(tmp_path: Path, config: Path, output: str, cache_dir: Path) -> subprocess.Popen:
