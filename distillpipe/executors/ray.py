@@ -36,7 +36,12 @@ from distillpipe.cache import ResponseCache
 from distillpipe.config import Config, ExecutorConfig
 from distillpipe.dispatch import Dispatcher, _batched
 from distillpipe.errors import ConfigError, DistillpipeError, MissingDependencyError
-from distillpipe.executors.ray_worker import TeacherWorker, call_to_row, completion_from_json
+from distillpipe.executors.ray_worker import (
+    TeacherWorker,
+    call_to_row,
+    completion_from_json,
+    error_from_row,
+)
 from distillpipe.io import STDIO, read_records
 from distillpipe.progress import Mode, StageProgress, message
 from distillpipe.runner import StageResult, run_stage
@@ -278,31 +283,36 @@ class RayExecutor:
         finished = False
         try:
             for batch in answered.iter_batches(batch_size=None, batch_format="numpy"):
-                for key, value in zip(batch["key"], batch["completion"], strict=True):
+                rows = zip(batch["key"], batch["completion"], batch["error"], strict=True)
+                for key, value, error in rows:
+                    if error:
+                        raise error_from_row(error)
                     cache.put(str(key), completion_from_json(value))
                     stats.sent += 1
-                progress.advance(len(batch["key"]))
+                    progress.advance()
             finished = True
-        except Exception as exc:
-            error = _project_error(exc)
-            if error is None:
-                raise
-            raise error from None
         finally:
             progress.close(finished=finished)
 
 
 def _project_error(exc: BaseException) -> DistillpipeError | None:
-    """A teacher error raised in an actor, unwrapped from Ray's task-error layers."""
+    """A distillpipe error raised in an actor, dug out of Ray's wrapping layers
+    (RayTaskError.cause, UserCodeException, chained exceptions)."""
+    pending: list[BaseException] = [exc]
     seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
         seen.add(id(current))
-        cause = getattr(current, "cause", None)  # RayTaskError: the actor's own exception
-        if isinstance(cause, BaseException):
-            current = cause
-        elif isinstance(current, DistillpipeError):
+        if isinstance(current, DistillpipeError) and not _is_ray_wrapper(current):
             return current
-        else:
-            current = current.__cause__
+        for linked in (getattr(current, "cause", None), current.__cause__, current.__context__):
+            if isinstance(linked, BaseException):
+                pending.append(linked)
     return None
+
+
+def _is_ray_wrapper(exc: BaseException) -> bool:
+    """RayTaskError(FatalTeacherError) subclasses both; its message is a whole traceback."""
+    return type(exc).__module__.startswith("ray.")

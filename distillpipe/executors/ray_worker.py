@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+from distillpipe import errors
 from distillpipe.config import Config
+from distillpipe.errors import DistillpipeError
 from distillpipe.stages.base import build_teacher
 from distillpipe.teachers.base import Call, Completion, Request, SamplingParams
 
@@ -64,19 +66,25 @@ class TeacherWorker:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         calls = [
-            call_from_row(str(k), str(c)) for k, c in zip(batch["key"], batch["call"], strict=True)
+            call_from_row(str(key), str(call))
+            for key, call in zip(batch["key"], batch["call"], strict=True)
         ]
-        answered = self.loop.run_until_complete(self._answer(calls))
+        answered: list[tuple[str, str, str]] = []
+        self.loop.run_until_complete(self._answer(calls, answered))
         return {
-            "key": np.array([key for key, _ in answered], dtype=object),
-            "completion": np.array([value for _, value in answered], dtype=object),
+            "key": np.array([key for key, _, _ in answered], dtype=object),
+            "completion": np.array([value for _, value, _ in answered], dtype=object),
+            "error": np.array([error for _, _, error in answered], dtype=object),
         }
 
-    async def _answer(self, calls: list[Call]) -> list[tuple[str, str]]:
-        return [
-            (call.key, completion_json(completion))
-            async for call, completion in self.teacher.generate(calls)
-        ]
+    async def _answer(self, calls: list[Call], answered: list[tuple[str, str, str]]) -> None:
+        """Completions as rows; a teacher error becomes a last row that carries it, because
+        Ray Data hands the driver only the text of an exception raised in a worker."""
+        try:
+            async for call, completion in self.teacher.generate(calls):
+                answered.append((call.key, completion_json(completion), ""))
+        except DistillpipeError as exc:
+            answered.append(("", "", f"{type(exc).__name__}\t{exc}"))
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # the actor is going away; no one to tell
@@ -90,3 +98,12 @@ def completion_json(completion: Completion) -> str:
 
 def completion_from_json(text: Any) -> Completion:
     return Completion.from_cache(orjson.loads(str(text)))
+
+
+def error_from_row(text: Any) -> DistillpipeError:
+    """The driver-side error for an actor's error row (its class and one-line message)."""
+    name, _, message = str(text).partition("\t")
+    kind = getattr(errors, name, None)
+    if not (isinstance(kind, type) and issubclass(kind, DistillpipeError)):
+        kind = DistillpipeError
+    return kind(message)

@@ -27,7 +27,7 @@ from conftest import small_llamacpp_config, write_config
 from test_resume import SPY, backend_log, cached_completions
 
 from distillpipe.config import load_config
-from distillpipe.errors import ConfigError
+from distillpipe.errors import ConfigError, FatalTeacherError
 from distillpipe.executors import executor_for
 from distillpipe.executors.local import LocalExecutor
 from distillpipe.executors.ray import RayExecutor
@@ -35,6 +35,7 @@ from distillpipe.executors.ray_filter import split_evenly
 from distillpipe.executors.ray_worker import call_from_row, call_to_row
 from distillpipe.io import read_jsonl, read_records, write_jsonl
 from distillpipe.runner import run_pipeline
+from distillpipe.stages import stage_named
 from distillpipe.teachers.base import Call, Request, SamplingParams
 
 # A model-based filter with a percentile cut (scores on actors, the cut fitted on the
@@ -210,3 +211,18 @@ def test_a_killed_ray_driver_resumes_asking_only_for_missing_requests(
     resumed = list(read_records(tmp_path / "out.jsonl"))
     assert len({record["id"] for record in resumed}) == total
     assert all(len(record["responses"]) == 1 for record in resumed)
+
+
+@pytest.mark.slow
+def test_a_fatal_teacher_error_on_an_actor_names_the_request(tmp_path: Path, ray_address: str):
+    too_long = {"instruction": "Summarise: " + " ".join(f"word{i}" for i in range(300))}
+    write_jsonl(tmp_path / "in.jsonl", [*prompts(1, "florist"), too_long])
+    data = {**small_llamacpp_config(), "executor": {"type": "ray", "actors": 1}}
+    data["teacher"]["n_ctx"] = 128
+    config = load_config(write_config(tmp_path / "config.yaml", data))
+    bad_id = list(read_records(tmp_path / "in.jsonl"))[1]["id"]
+    with pytest.raises(FatalTeacherError, match=f"^request {bad_id}: .*context"):
+        executor_for(config).run_stage(
+            stage_named("generate"), config, tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+        )
+    assert not (tmp_path / "out.jsonl").exists()
