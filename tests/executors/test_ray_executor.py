@@ -92,6 +92,17 @@ def test_executor_key_takes_a_name_or_a_section(tmp_path: Path):
         load_config(write_config(tmp_path / "d.yaml", {**base, "executor": "spark"}))
 
 
+def test_ray_refuses_a_disabled_cache_before_starting_anything(tmp_path: Path):
+    data = {**small_llamacpp_config(), "executor": "ray", "cache": {"enabled": False}}
+    config = load_config(write_config(tmp_path / "config.yaml", data))
+    write_jsonl(tmp_path / "in.jsonl", prompts(1, "florist"))
+    with pytest.raises(ConfigError, match=r"executor: ray needs cache\.enabled: true"):
+        executor_for(config).run_stage(
+            stage_named("generate"), config, tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+        )
+    assert not (tmp_path / "out.jsonl").exists()
+
+
 def test_a_call_crosses_to_an_actor_and_back_unchanged():
     params = SamplingParams(temperature=0.3, max_tokens=9, stop=("###", "\n\n"), top_logprobs=2)
     for request in (
