@@ -283,8 +283,8 @@ class RayExecutor:
         finished = False
         try:
             for batch in answered.iter_batches(batch_size=None, batch_format="numpy"):
-                rows = zip(batch["key"], batch["completion"], batch["error"], strict=True)
-                for key, value, error in rows:
+                answers = zip(batch["key"], batch["completion"], batch["error"], strict=True)
+                for key, value, error in answers:
                     if error:
                         raise error_from_row(error)
                     cache.put(str(key), completion_from_json(value))

@@ -2,7 +2,10 @@
 
 Calls travel as rows of two strings (the cache key and the call's JSON), so
 a Ray Dataset holds nothing but plain columns; answers come back as rows of
-(key, completion JSON) for the driver to commit to its cache.
+(key, completion JSON, error) for the driver to commit to its cache. A teacher
+error travels as a row too: Ray Data hands the driver only the text of an
+exception raised in a worker, and the driver must raise the same one-line error
+a local run would.
 """
 
 from __future__ import annotations
@@ -78,8 +81,7 @@ class TeacherWorker:
         }
 
     async def _answer(self, calls: list[Call], answered: list[tuple[str, str, str]]) -> None:
-        """Completions as rows; a teacher error becomes a last row that carries it, because
-        Ray Data hands the driver only the text of an exception raised in a worker."""
+        """Completions as rows; a teacher error ends the batch as a row that carries it."""
         try:
             async for call, completion in self.teacher.generate(calls):
                 answered.append((call.key, completion_json(completion), ""))
