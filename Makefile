@@ -13,7 +13,7 @@ install:
 
 install-test:
 	$(PIP) install "$(TORCH_CPU)"
-	$(PIP) install -e '.[dev,hf]'
+	$(PIP) install -e '.[dev,hf,ray]'
 
 quickstart: install
 	distillpipe run configs/quickstart.yaml

@@ -21,9 +21,11 @@ from pydantic import (
     SerializeAsAny,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from distillpipe.errors import ConfigError
+from distillpipe.filters.base import FilterOptions, filter_class
 from distillpipe.records import content_hash
 from distillpipe.seeds import SeedSourceConfig
 from distillpipe.teachers.base import SamplingParams, TeacherOptions, teacher_class
@@ -157,6 +159,32 @@ class EvolveConfig(SamplingConfig):
         return value
 
 
+class ExecutorConfig(StrictModel):
+    """Where model stages run: ``local`` (this process) or ``ray`` (actor pools on a Ray cluster).
+
+    ``executor: ray`` is short for ``executor: {type: ray}``.
+    """
+
+    type: Literal["local", "ray"] = "local"
+    address: str | None = Field(
+        None, description="Ray cluster address; default: $RAY_ADDRESS, else a local Ray"
+    )
+    actors: int | None = Field(
+        None, ge=1, description="actor pool size; default: cluster CPUs (or GPUs) per actor"
+    )
+    num_cpus: float = Field(1.0, gt=0, description="CPUs per actor (llama.cpp threads)")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per actor (1 for a vLLM engine)")
+    batch_size: int = Field(4, ge=1, description="teacher calls per actor batch")
+    runtime_env: dict[str, Any] | None = Field(
+        None, description="Ray runtime_env for the actors (pip, env_vars, working_dir)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
+
+
 class Config(StrictModel):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
     seed: int = 0
@@ -167,6 +195,10 @@ class Config(StrictModel):
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     self_instruct: SelfInstructConfig | None = None
     evolve: EvolveConfig | None = None
+    filter: list[SerializeAsAny[FilterOptions]] | None = Field(
+        None, description="filters applied in order; each item picks its filter by `type`"
+    )
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     _secrets: frozenset[str] = PrivateAttr(default=frozenset())
 
@@ -285,12 +317,42 @@ def parse_config(data: dict[str, Any], source: ConfigSource) -> Config:
         options = options_cls.model_validate(teacher_raw)
     except ValidationError as exc:
         _raise_validation(exc, ("teacher",), source)
+    data = {**data, "teacher": options}
+    if data.get("filter") is not None:
+        data["filter"] = parse_filters(data["filter"], source)
     try:
-        config = Config.model_validate({**data, "teacher": options})
+        config = Config.model_validate(data)
     except ValidationError as exc:
         _raise_validation(exc, (), source)
     config._secrets = frozenset(secrets)
     return config
+
+
+def parse_filters(raw: Any, source: ConfigSource) -> list[FilterOptions]:
+    """Each item of the ``filter`` list is validated by the Options of its ``type``."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source.where(('filter',))}: filter must be a list of filters")
+    parsed = []
+    for index, item in enumerate(raw):
+        loc = ("filter", index)
+        if not isinstance(item, dict) or "type" not in item:
+            raise ConfigError(f"{source.where(loc)}: filter.{index}: needs a `type`")
+        try:
+            options_cls = filter_class(str(item["type"])).Options
+        except ConfigError as exc:
+            raise ConfigError(f"{source.where((*loc, 'type'))}: filter.{index}: {exc}") from None
+        try:
+            parsed.append(options_cls.model_validate(item))
+        except ValidationError as exc:
+            _raise_validation(exc, loc, source)
+    names = [options.filter_name for options in parsed]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise ConfigError(
+                f"{source.where(('filter', index))}: filter.{index}: a second filter named "
+                f"{name!r}; give it its own `name`"
+            )
+    return parsed
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:

@@ -174,6 +174,8 @@ def run_pipeline(
     progress_mode: Mode = "quiet",
 ) -> list[tuple[StageResult, bool]]:
     """Run every enabled stage in order; returns (result, skipped) per stage."""
+    from distillpipe.executors import executor_for  # the executors import this module
+
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(run_dir)
     manifest.data["name"] = config.name
@@ -199,7 +201,7 @@ def run_pipeline(
             results.append((result, True))
         else:
             started_at = time.time()
-            result = run_stage(
+            result = executor_for(config).run_stage(
                 stage,
                 config,
                 current,

@@ -14,6 +14,7 @@ import typer
 
 from distillpipe.cli import cache, config
 from distillpipe.cli.evolve import evolve
+from distillpipe.cli.filter import filter
 from distillpipe.cli.generate import generate
 from distillpipe.cli.run import run
 from distillpipe.cli.seed import seed
@@ -31,6 +32,7 @@ app.command()(run)
 app.command()(seed)
 app.command()(evolve)
 app.command()(generate)
+app.command(name="filter")(filter)
 app.add_typer(config.app, name="config")
 app.add_typer(cache.app, name="cache")
 

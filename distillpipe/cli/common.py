@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -32,8 +33,24 @@ def rejected_path_for(output: str, rejected: str | None) -> str | None:
     return f"{output.removesuffix('.gz').removesuffix('.jsonl')}.rejected.jsonl"
 
 
-def load(config_path: Path, overrides: list[str] | None) -> Config:
-    return load_config(config_path, overrides or [])
+class ExecutorName(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+ExecutorOption = Annotated[
+    ExecutorName | None,
+    typer.Option(help="Where teacher calls run; overrides the config's executor.type."),
+]
+
+
+def load(
+    config_path: Path, overrides: list[str] | None, executor: ExecutorName | None = None
+) -> Config:
+    config = load_config(config_path, overrides or [])
+    if executor is not None:
+        config.executor = config.executor.model_copy(update={"type": executor.value})
+    return config
 
 
 def mode_for(quiet: bool) -> Mode:

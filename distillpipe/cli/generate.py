@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from distillpipe.cli.common import (
     ConfigOption,
+    ExecutorOption,
     InputOption,
     OutputOption,
     QuietOption,
@@ -13,7 +14,7 @@ from distillpipe.cli.common import (
     summary,
     warn_if_empty,
 )
-from distillpipe.runner import run_stage
+from distillpipe.executors import executor_for
 from distillpipe.stages import stage_named
 
 
@@ -23,10 +24,13 @@ def generate(
     output: OutputOption = "-",
     set: SetOption = None,
     quiet: QuietOption = False,
+    executor: ExecutorOption = None,
 ) -> None:
     """Ask the teacher for n responses per record (cached, resumable)."""
-    resolved = load(config, set)
+    resolved = load(config, set, executor)
     mode = mode_for(quiet)
-    result = run_stage(stage_named("generate"), resolved, input, output, progress_mode=mode)
+    result = executor_for(resolved).run_stage(
+        stage_named("generate"), resolved, input, output, progress_mode=mode
+    )
     warn_if_empty(result, input, output, mode)
     summary([(result, False)], mode)

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from distillpipe.cli.common import QuietOption, SetOption, load, mode_for, summary
+from distillpipe.cli.common import (
+    ExecutorOption,
+    QuietOption,
+    SetOption,
+    load,
+    mode_for,
+    summary,
+)
+from distillpipe.cli.filter import filter_summary
 from distillpipe.errors import ConfigError
 from distillpipe.progress import message
 from distillpipe.runner import run_pipeline
@@ -24,9 +32,10 @@ def run(
     ] = None,
     to_stage: Annotated[str | None, typer.Option("--to", help="Stop after this stage.")] = None,
     quiet: QuietOption = False,
+    executor: ExecutorOption = None,
 ) -> None:
     """Run every configured stage; finished stages whose inputs and config match are skipped."""
-    resolved = load(config, set)
+    resolved = load(config, set, executor)
     mode = mode_for(quiet)
     if resolved.input is None:
         raise ConfigError(f"{config}: input: `run` needs the records file to start from")
@@ -38,6 +47,9 @@ def run(
         resolved, target, input_path, from_stage=from_stage, to_stage=to_stage, progress_mode=mode
     )
     summary(results, mode)
+    for result, skipped in results:
+        if not skipped:
+            filter_summary(result, mode)
     message(mode, f"run directory: {target}")
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from distillpipe.stages.base import Stage
 from distillpipe.stages.evolve import EvolveStage
+from distillpipe.stages.filter import FilterStage
 from distillpipe.stages.generate import GenerateStage
 from distillpipe.stages.seed import SeedStage
 
-STAGES: list[Stage] = [SeedStage(), EvolveStage(), GenerateStage()]
+STAGES: list[Stage] = [SeedStage(), EvolveStage(), GenerateStage(), FilterStage()]
 
 
 def stage_named(name: str) -> Stage:

@@ -9,7 +9,7 @@ land in ``record["responses"]`` in sample order; output order is input order.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import ClassVar
 
 from distillpipe import prompts
@@ -70,6 +70,15 @@ class GenerateStage:
     name: ClassVar[str] = "generate"
     section: ClassVar[str] = "generate"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "generate")
+
+    def teacher_requests(
+        self, records: Iterable[Record], config: Config, mode: str
+    ) -> Iterator[Request]:
+        """The requests ``run`` sends for these records, for an executor that answers
+        them elsewhere first (Ray) and lets ``run`` replay them from the cache."""
+        build_request = RequestBuilder(config, mode)
+        for record in records:
+            yield build_request(record)
 
     async def run(self, records: Iterator[Record], ctx: StageContext) -> AsyncIterator[Record]:
         dispatcher = ctx.dispatcher()

@@ -1,0 +1,318 @@
+"""``executor: ray``: a stage's teacher calls answered by actor pools on a Ray cluster.
+
+How a model stage runs on Ray:
+
+1. The driver reads the input (same reader, same ids, same file:line errors
+   as the local executor), asks the stage for the requests it will send, and
+   splits them into calls with the dispatcher's cache keys. Calls the cache
+   already answers stay home.
+2. The misses become a Ray Dataset that ``map_batches`` sends through an actor
+   pool: one teacher engine per actor (a llama.cpp model per CPU actor, a vLLM
+   engine per GPU actor, an API client per actor).
+3. Each answered batch streams back to the driver, which commits every
+   completion to its SQLite cache as it arrives. Workers never touch the
+   cache, so it needs no shared filesystem and stays single-writer.
+4. The ordinary local stage then runs in the driver and replays every call
+   from the cache: the records equal the local executor's by construction,
+   and a killed driver's rerun sends Ray only the calls still missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from distillpipe.cache import ResponseCache
+from distillpipe.config import Config, ExecutorConfig
+from distillpipe.dispatch import Dispatcher, _batched
+from distillpipe.errors import ConfigError, DistillpipeError, MissingDependencyError
+from distillpipe.executors.ray_worker import (
+    TeacherWorker,
+    call_to_row,
+    completion_from_json,
+    error_from_row,
+)
+from distillpipe.io import STDIO, read_records
+from distillpipe.progress import Mode, StageProgress, message
+from distillpipe.runner import StageResult, run_stage
+from distillpipe.stages.base import Stage, build_teacher
+
+_PLAN_CHUNK = 1000
+
+
+@dataclass
+class RayStats:
+    executor: str = "ray"
+    calls: int = 0
+    cached: int = 0
+    sent: int = 0
+    actors: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "seconds": round(self.seconds, 3)}
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError("executor: ray", "ray") from None
+    return ray
+
+
+def connect(ray: Any, options: ExecutorConfig) -> None:
+    """Join ``options.address`` (or $RAY_ADDRESS, or start a local Ray) unless already joined."""
+    if ray.is_initialized():
+        return
+    ray.init(
+        address=options.address,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+    )
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def pool_size(ray: Any, options: ExecutorConfig, batches: int) -> int:
+    """The configured actor count, else as many as the cluster's CPUs (GPUs) hold."""
+    if options.actors is not None:
+        size = options.actors
+    else:
+        resources = ray.cluster_resources()
+        if options.num_gpus > 0:
+            size = int(resources.get("GPU", 0) // options.num_gpus)
+        else:
+            size = int(resources.get("CPU", 1) // options.num_cpus)
+    return max(1, min(size, batches))
+
+
+@contextlib.contextmanager
+def readable_twice(input_path: str | Path) -> Iterator[Path]:
+    """The driver reads its input twice (plan, then replay): stdin is spooled to a file."""
+    if str(input_path) != STDIO:
+        yield Path(input_path)
+        return
+    with tempfile.TemporaryDirectory(prefix="distillpipe-ray-") as folder:
+        spooled = Path(folder) / "stdin.jsonl"
+        with spooled.open("wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out)
+        yield spooled
+
+
+class RayExecutor:
+    name: ClassVar[str] = "ray"
+
+    def __init__(self, options: ExecutorConfig) -> None:
+        self.options = options
+
+    def run_stage(
+        self,
+        stage: Stage,
+        config: Config,
+        input_path: str | Path,
+        output_path: str | Path,
+        *,
+        rejected_path: str | Path | None = None,
+        progress_mode: Mode = "quiet",
+    ) -> StageResult:
+        if hasattr(stage, "score_batch"):
+            return self.run_filter_stage(
+                stage, config, input_path, output_path, rejected_path, progress_mode
+            )
+        if not hasattr(stage, "teacher_requests"):
+            return run_stage(
+                stage,
+                config,
+                input_path,
+                output_path,
+                rejected_path=rejected_path,
+                progress_mode=progress_mode,
+            )
+        if not config.cache.enabled:
+            raise ConfigError(
+                "executor: ray needs cache.enabled: true (the driver commits the actors' "
+                "completions to the cache and replays them from there)"
+            )
+        with readable_twice(input_path) as path:
+            stats = self.answer_on_ray(stage, config, path, progress_mode)
+            result = run_stage(
+                stage,
+                config,
+                path,
+                output_path,
+                rejected_path=rejected_path,
+                progress_mode=progress_mode,
+            )
+        result.stats["executor"] = stats.as_dict()
+        # Count the actors' calls as this stage's teacher calls, not as cache hits of the replay.
+        teacher = result.stats.setdefault("teacher", {})
+        teacher["teacher_calls"] = teacher.get("teacher_calls", 0) + stats.sent
+        teacher["cache_hits"] = teacher.get("cache_hits", 0) - stats.sent
+        result.seconds += stats.seconds
+        return result
+
+    def run_filter_stage(
+        self,
+        stage: Stage,
+        config: Config,
+        input_path: str | Path,
+        output_path: str | Path,
+        rejected_path: str | Path | None,
+        progress_mode: Mode,
+    ) -> StageResult:
+        """Scores on a pool of actors, fit and decide on the driver (see ray_filter.py)."""
+        from distillpipe.executors.ray_filter import FilterScorer, RayFilterStage, remote_filters
+
+        shipped = remote_filters(config)
+        if not shipped:
+            return run_stage(
+                stage,
+                config,
+                input_path,
+                output_path,
+                rejected_path=rejected_path,
+                progress_mode=progress_mode,
+            )
+        ray = import_ray()
+        connect(ray, self.options)
+        size = pool_size(ray, self.options, batches=sys.maxsize)
+        actor = ray.remote(FilterScorer).options(**self._remote_args())
+        scorers = [actor.remote(config) for _ in range(size)]
+        message(progress_mode, f"{stage.name}: scoring on {size} Ray actors")
+        try:
+            result = run_stage(
+                RayFilterStage(scorers),
+                config,
+                input_path,
+                output_path,
+                rejected_path=rejected_path,
+                progress_mode=progress_mode,
+            )
+        except Exception as exc:
+            error = _project_error(exc)
+            if error is None:
+                raise
+            raise error from None
+        finally:
+            for scorer in scorers:
+                ray.kill(scorer)
+        result.stats["executor"] = {
+            "executor": "ray",
+            "actors": size,
+            "filters_on_actors": [options.filter_name for options in shipped],
+        }
+        return result
+
+    def _remote_args(self) -> dict[str, Any]:
+        options = self.options
+        remote_args: dict[str, Any] = {"num_cpus": options.num_cpus}
+        if options.num_gpus:
+            remote_args["num_gpus"] = options.num_gpus
+        if options.runtime_env:
+            remote_args["runtime_env"] = options.runtime_env
+        return remote_args
+
+    def answer_on_ray(
+        self, stage: Any, config: Config, path: Path, progress_mode: Mode
+    ) -> RayStats:
+        """Fill the cache with every call of the stage that it does not hold yet."""
+        stats = RayStats()
+        started = time.perf_counter()
+        teacher = build_teacher(config)
+        try:
+            planner = Dispatcher(teacher, None, config.seed)
+            requests = stage.teacher_requests(read_records(path), config, teacher.mode)
+            with ResponseCache(config.cache.path) as cache:
+                missing: dict[str, dict[str, str]] = {}
+                for chunk in _batched(requests, _PLAN_CHUNK):
+                    calls = [call for request in chunk for call in planner.calls_for(request)]
+                    found = cache.get_many(call.key for call in calls)
+                    stats.calls += len(calls)
+                    stats.cached += len(found)
+                    for call in calls:
+                        if call.key not in found and call.key not in missing:
+                            missing[call.key] = call_to_row(call)
+                if missing:
+                    self._send(list(missing.values()), config, cache, stats, stage, progress_mode)
+        finally:
+            asyncio.run(teacher.aclose())
+        stats.seconds = time.perf_counter() - started
+        return stats
+
+    def _send(
+        self,
+        rows: list[dict[str, str]],
+        config: Config,
+        cache: ResponseCache,
+        stats: RayStats,
+        stage: Any,
+        progress_mode: Mode,
+    ) -> None:
+        ray = import_ray()
+        connect(ray, self.options)
+        options = self.options
+        batches = math.ceil(len(rows) / options.batch_size)
+        stats.actors = pool_size(ray, options, batches)
+        message(
+            progress_mode,
+            f"{stage.name}: {len(rows):,} calls to {stats.actors} Ray actors "
+            f"({stats.cached:,} of {stats.calls:,} already cached)",
+        )
+        answered = ray.data.from_items(rows, override_num_blocks=batches).map_batches(
+            TeacherWorker,
+            fn_constructor_args=(config, options.num_cpus),
+            batch_size=options.batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=stats.actors),
+            **self._remote_args(),
+        )
+        progress = StageProgress(progress_mode, f"{stage.name} on ray", len(rows))
+        finished = False
+        try:
+            for batch in answered.iter_batches(batch_size=None, batch_format="numpy"):
+                answers = zip(batch["key"], batch["completion"], batch["error"], strict=True)
+                for key, value, error in answers:
+                    if error:
+                        raise error_from_row(error)
+                    cache.put(str(key), completion_from_json(value))
+                    stats.sent += 1
+                    progress.advance()
+            finished = True
+        finally:
+            progress.close(finished=finished)
+
+
+def _project_error(exc: BaseException) -> DistillpipeError | None:
+    """A distillpipe error raised in an actor, dug out of Ray's wrapping layers
+    (RayTaskError.cause, UserCodeException, chained exceptions)."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, DistillpipeError) and not _is_ray_wrapper(current):
+            return current
+        for linked in (getattr(current, "cause", None), current.__cause__, current.__context__):
+            if isinstance(linked, BaseException):
+                pending.append(linked)
+    return None
+
+
+def _is_ray_wrapper(exc: BaseException) -> bool:
+    """RayTaskError(FatalTeacherError) subclasses both; its message is a whole traceback."""
+    return type(exc).__module__.startswith("ray.")

@@ -1,0 +1,97 @@
+"""Cheap checks on every response: refusal and boilerplate phrases, empty or
+whitespace-only text, a response that only repeats the instruction, and a
+configurable regex blocklist. The phrase list is ``prompts/filters/refusals.txt``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator
+
+from distillpipe import prompts
+from distillpipe.filters.base import Filter, FilterOptions, Record, ResponseScope, Verdict
+from distillpipe.records import normalise_text
+
+
+class HeuristicsOptions(FilterOptions):
+    type: str = "heuristics"
+    refusals: bool = Field(True, description="reject refusal/boilerplate phrases")
+    phrases: list[str] = Field(default_factory=list, description="more phrases (case-insensitive)")
+    empty: bool = Field(True, description="reject empty or whitespace-only responses")
+    repeats_instruction: bool = Field(True, description="reject a response that echoes the prompt")
+    blocklist: list[str] = Field(default_factory=list, description="regexes (Python syntax)")
+    responses: ResponseScope = Field("all", description="check every response, or the primary")
+
+    @field_validator("blocklist")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+        return patterns
+
+
+class HeuristicsFilter(Filter):
+    type: ClassVar[str] = "heuristics"
+    Options = HeuristicsOptions
+    options: HeuristicsOptions
+
+    def __init__(self, options: FilterOptions, config: Any = None) -> None:
+        super().__init__(options, config)
+        phrases = list(prompts.lines("filters/refusals.txt")) if self.options.refusals else []
+        phrases += self.options.phrases
+        self.phrases = (
+            re.compile("|".join(re.escape(p.strip()) for p in phrases), re.IGNORECASE)
+            if phrases
+            else None
+        )
+        self.blocklist = (
+            re.compile("|".join(f"(?:{p})" for p in self.options.blocklist))
+            if self.options.blocklist
+            else None
+        )
+
+    def score(self, records: Sequence[Record]) -> list[Any]:
+        return [self._problems(record) for record in records]
+
+    def _problems(self, record: Record) -> list[str]:
+        responses = record.get("responses") or []
+        indexed = list(enumerate(responses))
+        if self.options.responses == "primary":
+            indexed = indexed[(record.get("selection") or {}).get("chosen") or 0 :][:1]
+        prompt = normalise_text(record["instruction"]).lower()
+        problems = []
+        for index, response in indexed:
+            text = response.get("text") or ""
+            if self.options.empty and not text.strip():
+                problems.append(f"response {index} is empty")
+                continue
+            if self.phrases is not None and (found := self.phrases.search(text)):
+                problems.append(f"response {index} has refusal phrase {found.group(0)!r}")
+            if self.blocklist is not None and (found := self.blocklist.search(text)):
+                problems.append(f"response {index} matches blocklist {found.group(0)!r}")
+            if self.options.repeats_instruction and _echoes(normalise_text(text).lower(), prompt):
+                problems.append(f"response {index} repeats the instruction")
+        return problems
+
+    def value(self, score: Any) -> float:
+        return float(len(score))
+
+    def decide(self, record: Record, score: Any) -> Verdict:
+        if score:
+            return Verdict.rejected("; ".join(score), len(score))
+        return Verdict.kept(0)
+
+
+def _echoes(response: str, instruction: str) -> bool:
+    """The response is the instruction, or the instruction with a few words tacked on."""
+    if not instruction:
+        return False
+    stripped = response.rstrip(" .?!:")
+    target = instruction.rstrip(" .?!:")
+    return stripped == target or (stripped.startswith(target) and len(stripped) - len(target) <= 3)

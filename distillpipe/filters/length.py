@@ -1,0 +1,153 @@
+"""Length bounds in characters, words and tokens on the instruction and the
+responses, and the truncation check: a response the teacher cut at its token
+limit (``finish_reason: "length"``) is rejected as truncated.
+
+Tokens are counted with the teacher's tokenizer where it is known (the GGUF
+vocabulary of a llama.cpp teacher; a response's own ``usage.completion_tokens``
+when the teacher reported it) and with tiktoken otherwise. They are only
+counted when a token bound is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from distillpipe.errors import ConfigError
+from distillpipe.filters.base import Filter, FilterOptions, Record, ResponseScope, Verdict
+from distillpipe.records import user_prompt
+
+
+class Bounds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_chars: int | None = Field(None, ge=0)
+    max_chars: int | None = Field(None, ge=0)
+    min_words: int | None = Field(None, ge=0)
+    max_words: int | None = Field(None, ge=0)
+    min_tokens: int | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=0)
+
+    @property
+    def wants_tokens(self) -> bool:
+        return self.min_tokens is not None or self.max_tokens is not None
+
+    def violation(self, counts: dict[str, int]) -> str | None:
+        for unit in ("chars", "words", "tokens"):
+            if unit not in counts:
+                continue
+            low, high = getattr(self, f"min_{unit}"), getattr(self, f"max_{unit}")
+            if low is not None and counts[unit] < low:
+                return f"{counts[unit]} {unit} < min {low}"
+            if high is not None and counts[unit] > high:
+                return f"{counts[unit]} {unit} > max {high}"
+        return None
+
+
+class LengthOptions(FilterOptions):
+    type: str = "length"
+    instruction: Bounds = Field(default_factory=Bounds, description="on instruction + input")
+    response: Bounds = Field(default_factory=Bounds)
+    reject_truncated: bool = Field(True, description='reject finish_reason "length"')
+    responses: ResponseScope = Field("all", description="check every response, or the primary")
+    tokenizer: str = Field(
+        "auto", description="auto (the teacher's, else tiktoken) or tiktoken:<encoding name>"
+    )
+
+
+class LengthFilter(Filter):
+    type: ClassVar[str] = "length"
+    Options = LengthOptions
+    options: LengthOptions
+
+    def __init__(self, options: FilterOptions, config: Any = None) -> None:
+        super().__init__(options, config)
+        self._count_tokens: Callable[[str], int] | None = None
+
+    def count_tokens(self, text: str) -> int:
+        if self._count_tokens is None:
+            self._count_tokens = load_token_counter(self.options.tokenizer, self.config)
+        return self._count_tokens(text)
+
+    def _counts(self, text: str, bounds: Bounds, known_tokens: int | None = None) -> dict[str, int]:
+        counts = {"chars": len(text), "words": len(text.split())}
+        if bounds.wants_tokens:
+            counts["tokens"] = known_tokens if known_tokens else self.count_tokens(text)
+        return counts
+
+    def score(self, records: Sequence[Record]) -> list[Any]:
+        return [self._score_one(record) for record in records]
+
+    def _score_one(self, record: Record) -> dict[str, Any]:
+        options = self.options
+        responses = list(enumerate(record.get("responses") or []))
+        if options.responses == "primary":
+            responses = responses[(record.get("selection") or {}).get("chosen") or 0 :][:1]
+        return {
+            "instruction": self._counts(user_prompt(record), options.instruction),
+            "responses": [
+                {
+                    "sample": index,
+                    **self._counts(
+                        response.get("text") or "",
+                        options.response,
+                        (response.get("usage") or {}).get("completion_tokens"),
+                    ),
+                    "truncated": response.get("finish_reason") == "length",
+                }
+                for index, response in responses
+            ],
+        }
+
+    def value(self, score: Any) -> float | None:
+        responses = score["responses"]
+        return float(responses[0]["words"]) if responses else None
+
+    def decide(self, record: Record, score: Any) -> Verdict:
+        problem = self.options.instruction.violation(score["instruction"])
+        if problem:
+            return Verdict.rejected(f"instruction: {problem}", score)
+        for counts in score["responses"]:
+            if self.options.reject_truncated and counts["truncated"]:
+                return Verdict.rejected(
+                    f"response {counts['sample']} truncated at the token limit", score
+                )
+            problem = self.options.response.violation(counts)
+            if problem:
+                return Verdict.rejected(f"response {counts['sample']}: {problem}", score)
+        return Verdict.kept(score)
+
+
+def load_token_counter(spec: str, config: Any) -> Callable[[str], int]:
+    """The teacher's tokenizer when it is a local GGUF, else a tiktoken encoding."""
+    teacher = getattr(config, "teacher", None)
+    if spec == "auto" and teacher is not None and teacher.backend == "llamacpp":
+        from llama_cpp import Llama
+
+        from distillpipe.models import resolve_gguf
+        from distillpipe.teachers.llamacpp import quiet_llama_cpp_logs
+
+        quiet_llama_cpp_logs()
+        vocab = Llama(
+            model_path=str(resolve_gguf(teacher.model_path)), vocab_only=True, verbose=False
+        )
+        return lambda text: len(vocab.tokenize(text.encode(), add_bos=False, special=False))
+    import tiktoken
+
+    name = spec.partition(":")[2] if spec.startswith("tiktoken:") else None
+    try:
+        if name:
+            encoding = tiktoken.get_encoding(name)
+        else:
+            model = getattr(teacher, "model", "") or ""
+            try:
+                encoding = tiktoken.encoding_for_model(model)
+            except KeyError:
+                encoding = tiktoken.get_encoding("o200k_base")
+    except Exception as exc:  # tiktoken downloads its encodings on first use
+        raise ConfigError(
+            f"filter length: tokenizer: tiktoken could not load an encoding ({exc}); "
+            "set tokens bounds only with a local teacher or a cached tiktoken encoding"
+        ) from None
+    return lambda text: len(encoding.encode(text, disallowed_special=()))

@@ -1,0 +1,87 @@
+"""Dedup on a constructed corpus: exactly the planted duplicates are rejected,
+each naming the id of the first occurrence it repeats."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from distillpipe.filters.base import build_filter
+from distillpipe.filters.dedup import DedupOptions
+from distillpipe.records import new_record
+
+TOPICS = [
+    "photosynthesis in green plants", "the causes of the french revolution",
+    "how a binary search tree stays balanced", "the life cycle of a monarch butterfly",
+    "why the sky looks blue at noon", "the rules of chess castling",
+    "how vaccines train the immune system", "the history of the printing press",
+    "the difference between weather and climate", "how compound interest grows savings",
+]  # fmt: skip
+
+
+def base_corpus() -> list[dict]:
+    rng = random.Random(5)
+    records = []
+    for topic in TOPICS:
+        filler = " ".join(
+            rng.choice(["clearly", "briefly", "carefully", "simply"]) for _ in range(3)
+        )
+        text = (
+            f"Explain {topic} to a curious student, {filler}, "
+            "with one concrete example from daily life."
+        )
+        records.append(new_record(text))
+    return records
+
+
+def decide_all(dedup, records):
+    scores = dedup.score(records)
+    return [dedup.decide(record, score) for record, score in zip(records, scores, strict=True)]
+
+
+def test_exact_and_near_duplicates_are_rejected_naming_the_first() -> None:
+    records = base_corpus()
+    exact = new_record("  EXPLAIN " + records[2]["instruction"][8:].upper() + "  ")  # case/space
+    near = new_record(records[5]["instruction"].rstrip(".") + " please.")  # one more shingle
+    distinct = new_record("Write a limerick about a cat who learns to play the trumpet.")
+    corpus = [*records, exact, near, distinct]
+    verdicts = decide_all(build_filter(DedupOptions(type="dedup")), corpus)
+    rejected = {corpus[i]["id"]: v.reason for i, v in enumerate(verdicts) if not v.keep}
+    assert set(rejected) == {exact["id"], near["id"]}
+    assert rejected[exact["id"]] == f"exact duplicate of {records[2]['id']}"
+    assert rejected[near["id"]].startswith(f"near duplicate of {records[5]['id']} (Jaccard ≈ 0.")
+
+
+def test_near_threshold_decides_what_counts_as_a_duplicate() -> None:
+    first = new_record(" ".join(f"word{i}" for i in range(40)))
+    # 2 of 40 words changed: 36 of 44 distinct 5-gram shingles shared, Jaccard ≈ 0.6
+    changed = first["instruction"].replace("word10", "other").replace("word30", "else")
+    second = new_record(changed)
+    strict = decide_all(build_filter(DedupOptions(type="dedup")), [first, second])
+    loose = decide_all(build_filter(DedupOptions(type="dedup", threshold=0.5)), [first, second])
+    assert strict[1].keep
+    assert not loose[1].keep and loose[1].score["duplicate_of"] == first["id"]
+
+
+def test_response_dedup_and_exact_only() -> None:
+    a, b = new_record("Say something."), new_record("Say anything.")
+    for record in (a, b):
+        record["responses"] = [{"text": "Hello there!", "sample": 0}]
+    options = DedupOptions(type="dedup", on="response", near=False)
+    verdicts = decide_all(build_filter(options), [a, b])
+    assert [v.keep for v in verdicts] == [True, False]
+    assert verdicts[1].reason == f"exact duplicate of {a['id']}"
+
+
+@pytest.mark.slow
+def test_semantic_dedup_with_the_packaged_minilm() -> None:
+    records = [
+        new_record("How do I bake a loaf of sourdough bread at home?"),
+        new_record("What is the capital city of Australia?"),
+        new_record("How can I make sourdough bread in my own kitchen?"),
+    ]
+    options = DedupOptions(type="dedup", near=False, semantic=True, semantic_threshold=0.8)
+    verdicts = decide_all(build_filter(options), records)
+    assert [v.keep for v in verdicts] == [True, True, False]
+    assert verdicts[2].reason.startswith(f"semantic duplicate of {records[0]['id']} (cosine 0.")
