@@ -113,12 +113,14 @@ def main() -> None:
     scorer_eval(scorer, pairs[:1])  # warm up both
     raw_eval(raw, pairs[:1])
     best = dict.fromkeys(("raw", "same", "scorer", "naive"), float("inf"))
-    for _ in range(args.rounds):
+    for round_ in range(args.rounds):
         best["raw"] = min(best["raw"], raw_eval(raw, pairs))
         best["same"] = min(best["same"], raw_same_outputs(scorer, pairs))
         best["scorer"] = min(best["scorer"], scorer_eval(scorer, pairs))
         if naive is not None:
             best["naive"] = min(best["naive"], naive_eval(naive, pairs))
+        rates = ", ".join(f"{k} {tokens / v:.1f}" for k, v in best.items() if v < float("inf"))
+        print(f"  after round {round_ + 1}: best tok/s so far: {rates}", flush=True)
     rate = {name: tokens / seconds for name, seconds in best.items()}
     load = os.getloadavg()[0]
     print(f"{args.records} records, {tokens} tokens, {args.threads} threads, load {load:.1f}")
