@@ -16,6 +16,12 @@ carries state from record to record (dedup keeps the first occurrence) set
 ``stateful_decide``: their ``decide`` must run on the driver in input order,
 which is where the stage always runs it.
 
+To scale out, an executor builds the same filter in each worker
+(``build_filter(options, config)``: options and config pickle) and calls
+``score`` / ``ascore`` there; ``FilterStage.score_batch`` is the one place the
+stage hands a batch over. Filters that ask a teacher (``uses_teacher``) get a
+dispatcher through ``attach_dispatcher`` wherever they score.
+
 A filter is one module plus one entry in ``FILTERS`` (``type`` → module:class).
 """
 

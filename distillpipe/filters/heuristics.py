@@ -13,7 +13,6 @@ from pydantic import Field, field_validator
 
 from distillpipe import prompts
 from distillpipe.filters.base import Filter, FilterOptions, Record, ResponseScope, Verdict
-from distillpipe.records import normalise_text
 
 
 class HeuristicsOptions(FilterOptions):
@@ -45,11 +44,9 @@ class HeuristicsFilter(Filter):
         super().__init__(options, config)
         phrases = list(prompts.lines("filters/refusals.txt")) if self.options.refusals else []
         phrases += self.options.phrases
-        self.phrases = (
-            re.compile("|".join(re.escape(p.strip()) for p in phrases), re.IGNORECASE)
-            if phrases
-            else None
-        )
+        # Substring tests on the lower-cased text: many times faster than one
+        # case-insensitive regex alternation in Python's re.
+        self.phrases = tuple(dict.fromkeys(p.strip().lower() for p in phrases if p.strip()))
         self.blocklist = (
             re.compile("|".join(f"(?:{p})" for p in self.options.blocklist))
             if self.options.blocklist
@@ -64,20 +61,34 @@ class HeuristicsFilter(Filter):
         indexed = list(enumerate(responses))
         if self.options.responses == "primary":
             indexed = indexed[(record.get("selection") or {}).get("chosen") or 0 :][:1]
-        prompt = normalise_text(record["instruction"]).lower()
+        prompt = " ".join(record["instruction"].lower().split())
         problems = []
         for index, response in indexed:
             text = response.get("text") or ""
             if self.options.empty and not text.strip():
                 problems.append(f"response {index} is empty")
                 continue
-            if self.phrases is not None and (found := self.phrases.search(text)):
-                problems.append(f"response {index} has refusal phrase {found.group(0)!r}")
+            lowered = text.lower()
+            if found := self._phrase_in(text, lowered):
+                problems.append(f"response {index} has refusal phrase {found!r}")
             if self.blocklist is not None and (found := self.blocklist.search(text)):
                 problems.append(f"response {index} matches blocklist {found.group(0)!r}")
-            if self.options.repeats_instruction and _echoes(normalise_text(text).lower(), prompt):
+            if self.options.repeats_instruction and _echoes(lowered, prompt):
                 problems.append(f"response {index} repeats the instruction")
         return problems
+
+    def _phrase_in(self, text: str, lowered: str) -> str | None:
+        """The earliest listed phrase in the text, as the text spells it."""
+        best: tuple[int, str] | None = None
+        for phrase in self.phrases:
+            at = lowered.find(phrase)
+            if at >= 0 and (best is None or at < best[0]):
+                best = (at, phrase)
+        if best is None:
+            return None
+        at, phrase = best
+        # lower() keeps lengths for the scripts phrases are written in
+        return text[at : at + len(phrase)] if len(lowered) == len(text) else phrase
 
     def value(self, score: Any) -> float:
         return float(len(score))
@@ -89,9 +100,10 @@ class HeuristicsFilter(Filter):
 
 
 def _echoes(response: str, instruction: str) -> bool:
-    """The response is the instruction, or the instruction with a few words tacked on."""
-    if not instruction:
+    """The response is the instruction, or the instruction with a few characters tacked on
+    (both lower-cased; whitespace is collapsed here, only when the lengths are close)."""
+    if not instruction or len(response) > 2 * len(instruction) + 16:
         return False
-    stripped = response.rstrip(" .?!:")
+    stripped = " ".join(response.split()).rstrip(" .?!:")
     target = instruction.rstrip(" .?!:")
     return stripped == target or (stripped.startswith(target) and len(stripped) - len(target) <= 3)

@@ -51,8 +51,9 @@ class LengthOptions(FilterOptions):
     response: Bounds = Field(default_factory=Bounds)
     reject_truncated: bool = Field(True, description='reject finish_reason "length"')
     responses: ResponseScope = Field("all", description="check every response, or the primary")
-    tokenizer: str = Field(
-        "auto", description="auto (the teacher's, else tiktoken) or tiktoken:<encoding name>"
+    # Not named "tokenizer": config keys containing "token" are redacted as secrets.
+    count_with: str = Field(
+        "auto", description="auto (the teacher's tokenizer, else tiktoken) or tiktoken:<name>"
     )
 
 
@@ -67,7 +68,7 @@ class LengthFilter(Filter):
 
     def count_tokens(self, text: str) -> int:
         if self._count_tokens is None:
-            self._count_tokens = load_token_counter(self.options.tokenizer, self.config)
+            self._count_tokens = load_token_counter(self.options.count_with, self.config)
         return self._count_tokens(text)
 
     def _counts(self, text: str, bounds: Bounds, known_tokens: int | None = None) -> dict[str, int]:
@@ -147,7 +148,7 @@ def load_token_counter(spec: str, config: Any) -> Callable[[str], int]:
                 encoding = tiktoken.get_encoding("o200k_base")
     except Exception as exc:  # tiktoken downloads its encodings on first use
         raise ConfigError(
-            f"filter length: tokenizer: tiktoken could not load an encoding ({exc}); "
+            f"filter length: count_with: tiktoken could not load an encoding ({exc}); "
             "set tokens bounds only with a local teacher or a cached tiktoken encoding"
         ) from None
     return lambda text: len(encoding.encode(text, disallowed_special=()))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,13 +86,28 @@ class LlamaCppScorer:
         if not answer:
             return TokenNLL(0.0, 0)
         tokens = context + answer
+        total = 0.0
+        for end, outputs in self._evaluate(context, answer):
+            following = tokens[end - outputs + 1 : end + 1]  # what each output row predicts
+            total += self._target_nll(outputs, following)
+        return TokenNLL(total, len(answer))
+
+    def decode_only(self, context: list[int], answer: list[int]) -> None:
+        """The same llama_decode calls as nll_tokens, logits left unread (benchmark peer)."""
+        for _ in self._evaluate(context, answer):
+            pass
+
+    def _evaluate(self, context: list[int], answer: list[int]) -> Iterator[tuple[int, int]]:
+        """Decode ``context + answer`` from an empty cache; after each llama_decode
+        that produced logit rows, yield (end position, number of rows)."""
+        tokens = context + answer
         if len(tokens) > self.n_ctx:
             raise ValueError(f"{len(tokens)} tokens exceed the scorer's n_ctx {self.n_ctx}")
         lib = self._lib
         lib.llama_memory_clear(lib.llama_get_memory(self._ctx), True)
         first_out = len(context) - 1  # the position whose logits predict answer[0]
         last = len(tokens) - 1  # the final token predicts nothing we score
-        total, position = 0.0, 0
+        position = 0
         while position < last:
             # Positions before first_out need no logits: long chunks; after it, OUTPUT_ROWS.
             limit = self.n_batch if position + self.n_batch <= first_out else OUTPUT_ROWS
@@ -100,10 +116,8 @@ class LlamaCppScorer:
                 end = min(end, first_out + OUTPUT_ROWS)
             outputs = self._decode(tokens, position, end, first_out)
             if outputs:
-                following = tokens[end - outputs + 1 : end + 1]  # what each output row predicts
-                total += self._target_nll(outputs, following)
+                yield end, outputs
             position = end
-        return TokenNLL(total, len(answer))
 
     def _decode(self, tokens: list[int], start: int, end: int, first_out: int) -> int:
         batch = self._batch
@@ -139,13 +153,22 @@ class LlamaCppScorer:
 
 
 def log_sum_exp_rows(logits: Any) -> Any:
-    """log Σ exp over each row, in float64 accuracy where it matters, row by row
-    so the temporary stays one row long."""
+    """log Σ exp over each row, row by row so the scratch stays one row long.
+
+    When the row's peak is moderate, exp() of the raw logits can neither
+    overflow (262,144 × e^70 < float32 max) nor lose the terms that matter
+    (anything 80 below the peak is < e^-80 of it), so the subtraction pass is
+    skipped; float32 pairwise summation is exact to ~1e-7 relative.
+    """
     out = np.empty(logits.shape[0], dtype=np.float64)
     scratch = np.empty(logits.shape[1], dtype=np.float32)
     for i, row in enumerate(logits):
-        peak = row.max()
-        np.subtract(row, peak, out=scratch)
-        np.exp(scratch, out=scratch)
-        out[i] = float(peak) + np.log(scratch.sum(dtype=np.float64))
+        peak = float(row.max())
+        if -10.0 < peak < 70.0:
+            np.exp(row, out=scratch)
+            out[i] = np.log(float(scratch.sum()))
+        else:
+            np.subtract(row, peak, out=scratch)
+            np.exp(scratch, out=scratch)
+            out[i] = peak + np.log(float(scratch.sum()))
     return out

@@ -138,3 +138,13 @@ def test_transformers_backend_batches_and_masks_the_prompt(tiny_causal_lm) -> No
     # a random tiny model is near-uniform over its vocabulary: perplexity ~ vocab size
     vocab = len(ppl.load().tokenizer)
     assert vocab / 4 < batched[0]["perplexity"] < vocab * 4
+
+
+@pytest.mark.parametrize("shift", [0.0, 100.0, -50.0])  # both branches: with and without a shift
+def test_row_log_sum_exp_matches_float64(shift: float) -> None:
+    from distillpipe.scoring.llamacpp import log_sum_exp_rows
+
+    rows = np.random.default_rng(1).standard_normal((3, 262_144)) * 4 + shift
+    logits = rows.astype(np.float32)
+    exact = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+    assert log_sum_exp_rows(logits) == pytest.approx(exact, abs=1e-5)

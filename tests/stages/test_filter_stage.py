@@ -190,3 +190,26 @@ def test_stdout_output_writes_no_rejected_file_unless_asked(tmp_path: Path, cli_
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 4  # heuristics leaves truncation to length
     assert not list(tmp_path.glob("*rejected*"))
+
+
+@pytest.mark.slow
+def test_run_chains_generate_and_filter_with_stats_in_the_manifest(tmp_path: Path) -> None:
+    import orjson
+    from conftest import small_llamacpp_config
+
+    from distillpipe.runner import run_pipeline
+
+    source = tmp_path / "prompts.jsonl"
+    write_jsonl(source, [{"instruction": f"Name a colour number {i}."} for i in range(3)])
+    data = {**small_llamacpp_config(), "filter": [{"type": "length"}, {"type": "heuristics"}]}
+    config = load_config(write_config(tmp_path / "config.yaml", data))
+    run_dir = tmp_path / "run"
+    results = run_pipeline(config, run_dir, source)
+    assert [result.name for result, _ in results] == ["generate", "filter"]
+    kept = list(read_jsonl(run_dir / "filter.jsonl"))
+    rejected = list(read_jsonl(run_dir / "filter.rejected.jsonl"))
+    assert len(kept) + len(rejected) == 3  # max_tokens 8: truncated responses are rejected
+    manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
+    stats = manifest["stages"]["filter"]["stats"]["filters"]
+    assert stats["length"]["seen"] == 3
+    assert set(stats["length"]["quantiles"]) == {"p0", "p10", "p25", "p50", "p75", "p90", "p100"}
