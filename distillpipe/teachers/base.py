@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -141,6 +142,8 @@ class Teacher(ABC):
     Options: ClassVar[type[TeacherOptions]]
     needs_key: ClassVar[bool] = False
     key_env_var: ClassVar[str | None] = None
+    log_dir: Path | None = None
+    """Where a backend writes its own logs (a managed server's): the run directory."""
 
     def __init__(self, options: TeacherOptions) -> None:
         self.options = options
