@@ -245,25 +245,30 @@ class ManagedServer:
                 yield item
             return
         died = asyncio.ensure_future(self._exited())
+        following: asyncio.Future[T] | None = None
         try:
             while True:
                 following = asyncio.ensure_future(anext(items))
                 await asyncio.wait({following, died}, return_when=asyncio.FIRST_COMPLETED)
                 if not following.done():
-                    following.cancel()
-                    await asyncio.gather(following, return_exceptions=True)
                     self.check_alive()
+                    raise ServerError("teacher.launch: the server was stopped during the run")
                 try:
                     item = following.result()
                 except StopAsyncIteration:
                     return
                 except Exception:
-                    self.check_alive()  # a dead server explains a failed request best
+                    # A dying server explains a failed request best; give its exit a moment.
+                    await asyncio.wait({died}, timeout=1.0)
+                    self.check_alive()
                     raise
                 yield item
         finally:
-            died.cancel()
-            await asyncio.gather(died, return_exceptions=True)
+            # The pending step must finish before the generator it drives can be closed.
+            for task in (following, died):
+                if task is not None and not task.done():
+                    task.cancel()
+            await asyncio.gather(*(t for t in (following, died) if t), return_exceptions=True)
             await items.aclose()  # type: ignore[attr-defined]
 
     async def _exited(self) -> None:

@@ -209,18 +209,19 @@ def start_cli_run(tmp_path: Path, gguf_path: Path, env: dict[str, str]) -> subpr
         tmp_path / "in.jsonl",
         [{"id": f"r{i}", "instruction": f"Write a story about the number {i}."} for i in range(64)],
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "distillpipe", "run", str(tmp_path / "config.yaml"), "-q"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    with (tmp_path / "stderr.txt").open("wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "distillpipe", "run", str(tmp_path / "config.yaml"), "-q"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
 
 
 def wait_for_generation(log: Path, cli: subprocess.Popen, timeout: float = 120) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert cli.poll() is None, cli.stderr.read().decode() if cli.stderr else ""
+        assert cli.poll() is None, (log.parents[2] / "stderr.txt").read_text()
         if log.exists() and "POST /v1/chat/completions" in log.read_text(errors="replace"):
             return server_pid(log)
         time.sleep(0.2)
