@@ -167,7 +167,7 @@ class OpenAITeacher(Teacher):
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=usage.get("prompt_tokens") or 0,
             completion_tokens=usage.get("completion_tokens") or 0,
-            logprobs=compact_logprobs(choice.get("logprobs")),
+            logprobs=compact_logprobs(choice.get("logprobs"), call.request.params.top_logprobs),
         )
 
     async def complete(self, call: Call) -> Completion:
