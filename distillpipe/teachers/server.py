@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import contextlib
 import os
+import re
 import signal
 import socket
 import string
@@ -35,6 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from distillpipe.errors import ServerError
 
 PLACEHOLDERS = ("model", "host", "port", "python")
+SECRET_FLAG = re.compile(r"(api[-_]?key|token|secret|password)", re.IGNORECASE)
+REDACTED = "***"
 LOG_TAIL_LINES = 15
 T = TypeVar("T")
 
@@ -71,6 +74,24 @@ class LaunchOptions(BaseModel):
 
 def render_command(command: list[str], **values: object) -> list[str]:
     return [part.format_map(values) for part in command]
+
+
+def printable(argv: list[str]) -> list[str]:
+    """The command as it may be logged: values of secret-named flags (--api-key X,
+    --hf-token=X) replaced by ***."""
+    shown: list[str] = []
+    for part in argv:
+        flag, sep, _ = part.partition("=")
+        if sep and flag.startswith("-") and SECRET_FLAG.search(flag):
+            part = f"{flag}={REDACTED}"
+        elif argv_flag_wants_secret(shown[-1] if shown else ""):
+            part = REDACTED
+        shown.append(part)
+    return shown
+
+
+def argv_flag_wants_secret(part: str) -> bool:
+    return part.startswith("-") and "=" not in part and bool(SECRET_FLAG.search(part))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -194,7 +215,7 @@ class ManagedServer:
     def _spawn(self, argv: list[str]) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            log.write(f"# distillpipe: starting {' '.join(argv)}\n".encode())
+            log.write(f"# distillpipe: starting {' '.join(printable(argv))}\n".encode())
             log.flush()
             try:
                 self.process = subprocess.Popen(

@@ -26,7 +26,7 @@ from distillpipe.errors import ServerError
 from distillpipe.io import read_records, write_jsonl
 from distillpipe.teachers.base import Request, SamplingParams
 from distillpipe.teachers.openai import OpenAIOptions, OpenAITeacher
-from distillpipe.teachers.server import LaunchOptions
+from distillpipe.teachers.server import LaunchOptions, printable
 
 PARAMS = SamplingParams(temperature=0.7, max_tokens=6)
 
@@ -247,3 +247,10 @@ def test_no_server_outlives_an_interrupted_or_killed_run(
         if cli.poll() is None:
             cli.kill()
             cli.wait()
+
+
+def test_secrets_on_the_command_line_stay_out_of_the_log_header():
+    argv = ["vllm", "serve", "m", "--api-key", "sk-1", "--hf-token=hf_2", "--port", "8000"]
+    assert printable(argv) == [
+        "vllm", "serve", "m", "--api-key", "***", "--hf-token=***", "--port", "8000"
+    ]  # fmt: skip
