@@ -140,6 +140,17 @@ def test_run_starts_the_server_generates_through_it_keeps_top_logprobs_and_stops
     assert "POST /v1/chat/completions" in log.read_text(errors="replace")
     assert gone(server_pid(log), within=5.0), "the server outlived distillpipe"
 
+    rerun = subprocess.run(
+        [sys.executable, "-m", "distillpipe", "run", str(tmp_path / "config.yaml"), "-q",
+         "--from", "generate"],
+        env=cli_env, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    assert log.read_text(errors="replace").count("# distillpipe: starting") == 1, (
+        "a fully cached rerun started a server"
+    )
+    assert list(read_records(run_dir / "generate.jsonl")) == records
+
 
 def test_a_server_already_answering_at_base_url_is_reused_not_started(
     tmp_path: Path, llama_server: str
