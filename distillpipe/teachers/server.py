@@ -234,11 +234,15 @@ class ManagedServer:
 
     async def _wait_ready(self, url: str) -> None:
         root = url.rsplit("/v1", 1)[0] if "/v1" in url else url
-        deadline = time.monotonic() + self.launch.startup_timeout
+        started = time.monotonic()
+        deadline = started + self.launch.startup_timeout
         while time.monotonic() < deadline:
             self.check_alive(starting=True)
             health = await answers(f"{root}{self.launch.health_path}", timeout=5.0)
             if health in (200, 404) and await answers(f"{url}/models", timeout=5.0) == 200:
+                with self.log_path.open("ab") as log:
+                    ready = time.monotonic() - started
+                    log.write(f"# distillpipe: {url} answered after {ready:.1f}s\n".encode())
                 return
             await asyncio.sleep(0.25)
         self.stop()

@@ -31,12 +31,15 @@ from distillpipe.teachers.server import LaunchOptions, printable
 PARAMS = SamplingParams(temperature=0.7, max_tokens=6)
 
 
-def llama_server_command(model_path: Path | str) -> list[str]:
+def llama_server_command(model_path: Path | str, *, logprobs: bool = False) -> list[str]:
+    """llama.cpp's server; computing logits for every prompt token (needed for logprobs)
+    is slow on two cores, so it is only asked for where a test reads logprobs."""
     return [
         "{python}", "-m", "llama_cpp.server",
         "--model", str(model_path),
         "--host", "{host}", "--port", "{port}",
         "--n_ctx", "512", "--chat_format", "gemma",
+        "--logits_all", str(logprobs).lower(),
     ]  # fmt: skip
 
 
@@ -90,7 +93,7 @@ def gone(pid: int, within: float = 30.0) -> bool:
     return False
 
 
-def launch_config(gguf_path: Path, **generate: object) -> dict:
+def launch_config(gguf_path: Path, *, logprobs: bool = False, **generate: object) -> dict:
     return {
         "name": "served",
         "seed": 5,
@@ -99,7 +102,11 @@ def launch_config(gguf_path: Path, **generate: object) -> dict:
             "model": "gemma",
             "mode": "chat",
             "concurrency": 8,
-            "launch": {"command": llama_server_command(gguf_path), "startup_timeout": 120},
+            "launch": {
+                "command": llama_server_command(gguf_path, logprobs=logprobs),
+                "startup_timeout": 120,
+                "stop_timeout": 5,  # uvicorn would finish the request in flight first
+            },
         },
         "generate": {"n": 1, "max_tokens": 6, **generate},
     }
@@ -109,7 +116,7 @@ def launch_config(gguf_path: Path, **generate: object) -> dict:
 def test_run_starts_the_server_generates_through_it_keeps_top_logprobs_and_stops_it(
     tmp_path: Path, gguf_path: Path, cli_env: dict[str, str]
 ):
-    config = launch_config(gguf_path, top_logprobs=3)
+    config = launch_config(gguf_path, logprobs=True, top_logprobs=3)
     config["run_dir"] = str(tmp_path / "runs")
     config["input"] = "in.jsonl"
     write_config(tmp_path / "config.yaml", config)
@@ -230,13 +237,15 @@ def start_cli_run(tmp_path: Path, gguf_path: Path, env: dict[str, str]) -> subpr
 
 
 def wait_for_generation(log: Path, cli: subprocess.Popen, timeout: float = 120) -> int:
+    """The server's pid, once distillpipe found it ready and began sending requests."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert cli.poll() is None, (log.parents[2] / "stderr.txt").read_text()
-        if log.exists() and "POST /v1/chat/completions" in log.read_text(errors="replace"):
+        if log.exists() and "answered after" in log.read_text(errors="replace"):
+            time.sleep(1.0)  # requests are in flight now
             return server_pid(log)
         time.sleep(0.2)
-    raise TimeoutError(f"no request reached the server within {timeout}s")
+    raise TimeoutError(f"the server was not ready within {timeout}s")
 
 
 @pytest.mark.slow
