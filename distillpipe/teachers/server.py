@@ -176,6 +176,11 @@ class ManagedServer:
         if self.given_url is not None:
             parsed = urlparse(self.given_url)
             host = parsed.hostname or self.launch.host
+            if not _on_this_machine(host):
+                raise ServerError(
+                    f"teacher.launch: base_url {self.given_url} is not on this machine; "
+                    "a launched server needs a local base_url (or none: a free port is picked)"
+                )
             port = parsed.port or self.launch.port or (443 if parsed.scheme == "https" else 80)
             return host, port, self.given_url
         host, port = self.launch.host, self.launch.port
@@ -316,6 +321,17 @@ class ManagedServer:
                 process.wait()
         # Children the server left behind (vLLM's engine workers) share its group.
         _signal_group(process.pid, signal.SIGKILL)
+
+
+def _on_this_machine(host: str) -> bool:
+    if host in ("localhost", "0.0.0.0", "::1") or host.startswith("127."):
+        return True
+    try:
+        with socket.socket() as sock:
+            sock.bind((host, 0))  # an address of one of this machine's interfaces
+        return True
+    except OSError:
+        return False
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -269,6 +269,14 @@ def test_no_server_outlives_an_interrupted_or_killed_run(
             cli.wait()
 
 
+def test_a_launched_server_needs_a_base_url_on_this_machine(tmp_path: Path):
+    teacher = launching_teacher(
+        tmp_path, ["{python}", "-c", "pass"], base_url="https://api.openai.com/v1"
+    )
+    with pytest.raises(ServerError, match=r"base_url https://api\.openai\.com/v1 is not on"):
+        ask(teacher, ["Name a colour."])
+
+
 def test_secrets_on_the_command_line_stay_out_of_the_log_header():
     argv = ["vllm", "serve", "m", "--api-key", "sk-1", "--hf-token=hf_2", "--port", "8000"]
     assert printable(argv) == [
