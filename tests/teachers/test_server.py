@@ -21,8 +21,9 @@ import psutil
 import pytest
 from conftest import write_config
 
+from distillpipe.config import load_config
 from distillpipe.dispatch import Dispatcher
-from distillpipe.errors import ServerError
+from distillpipe.errors import ConfigError, ServerError
 from distillpipe.io import read_records, write_jsonl
 from distillpipe.teachers.base import Request, SamplingParams
 from distillpipe.teachers.openai import OpenAIOptions, OpenAITeacher
@@ -275,6 +276,16 @@ def test_a_launched_server_needs_a_base_url_on_this_machine(tmp_path: Path):
     )
     with pytest.raises(ServerError, match=r"base_url https://api\.openai\.com/v1 is not on"):
         ask(teacher, ["Name a colour."])
+
+
+def test_an_unknown_placeholder_in_the_command_is_a_config_error_naming_the_line(tmp_path: Path):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "teacher:\n  backend: openai\n  model: m\n  launch:\n"
+        "    command: [vllm, serve, '{modle}']\n"
+    )
+    with pytest.raises(ConfigError, match=r"c\.yaml:5: teacher\.launch\.command: .*\{modle\}"):
+        load_config(config)
 
 
 def test_secrets_on_the_command_line_stay_out_of_the_log_header():
