@@ -8,7 +8,8 @@
     │   ├── RetryableTeacherError    429, 408, 409, 5xx, timeouts, dropped connections
     │   └── FatalTeacherError        401, 403, 400, context length: stop the stage at once
     │       └── MissingApiKeyError   raised before any request is sent
-    └── BudgetExceededError          --max-cost reached; the run is resumable
+    ├── BudgetExceededError          --max-cost reached; the run is resumable
+    └── ServerError                  a managed local server did not start or died (log tail)
 
 Backend exceptions are mapped to these at the boundary (``raise ... from exc``).
 """
@@ -60,3 +61,7 @@ class MissingApiKeyError(FatalTeacherError):
 
 class BudgetExceededError(DistillpipeError):
     pass
+
+
+class ServerError(DistillpipeError):
+    """A managed local server did not start, or died during the run."""

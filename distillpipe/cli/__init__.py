@@ -11,6 +11,7 @@ import os
 import sys
 
 import typer
+from rich.markup import escape
 
 from distillpipe.cli import cache, config
 from distillpipe.cli.evolve import evolve
@@ -53,7 +54,7 @@ def main() -> None:
     except DistillpipeError as exc:
         if debug:
             raise
-        stderr.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        stderr.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         sys.exit(EXIT_FAILED)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from distillpipe.cache import ResponseCache
@@ -27,7 +28,9 @@ Record = dict[str, Any]
 
 
 def build_teacher(config: Config) -> Teacher:
-    return teacher_class(config.teacher.backend)(config.teacher)
+    teacher = teacher_class(config.teacher.backend)(config.teacher)
+    teacher.log_dir = Path(config.run_dir) / config.name
+    return teacher
 
 
 @dataclass

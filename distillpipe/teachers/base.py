@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -141,6 +142,8 @@ class Teacher(ABC):
     Options: ClassVar[type[TeacherOptions]]
     needs_key: ClassVar[bool] = False
     key_env_var: ClassVar[str | None] = None
+    log_dir: Path | None = None
+    """Where a backend writes its own logs (a managed server's): the run directory."""
 
     def __init__(self, options: TeacherOptions) -> None:
         self.options = options
@@ -180,20 +183,30 @@ def registered_backends() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
-def compact_logprobs(logprobs: Any) -> list[Any] | None:
-    """OpenAI-shaped logprobs (chat or completions) as ``[[token, logprob, {alt: lp}], ...]``."""
+def compact_logprobs(logprobs: Any, top_k: int | None = None) -> list[Any] | None:
+    """OpenAI-shaped logprobs (chat or completions) as ``[[token, logprob, {alt: lp}], ...]``.
+
+    With ``top_k``, each ``{alt: lp}`` keeps the k most likely alternatives: some
+    servers (llama.cpp's) add the sampled token when it falls outside the top k.
+    """
     if not logprobs:
         return None
     if "content" in logprobs:
         rows = []
         for token in logprobs["content"] or []:
             top = {alt["token"]: alt["logprob"] for alt in token.get("top_logprobs") or []}
-            rows.append([token["token"], token["logprob"], top])
+            rows.append([token["token"], token["logprob"], _most_likely(top, top_k)])
         return rows
     tops = logprobs.get("top_logprobs") or [None] * len(logprobs["tokens"])
     return [
-        [token, logprob, dict(top or {})]
+        [token, logprob, _most_likely(dict(top or {}), top_k)]
         for token, logprob, top in zip(
             logprobs["tokens"], logprobs["token_logprobs"], tops, strict=False
         )
     ]
+
+
+def _most_likely(top: dict[str, float], k: int | None) -> dict[str, float]:
+    if k is None or len(top) <= k:
+        return top
+    return dict(sorted(top.items(), key=lambda item: item[1], reverse=True)[:k])

@@ -35,6 +35,7 @@ from distillpipe.teachers.base import (
     compact_logprobs,
 )
 from distillpipe.teachers.retry import wait_retry_after_or_backoff
+from distillpipe.teachers.server import LaunchOptions, ManagedServer
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 _RETRYABLE_STATUS = {408, 409, 429}
@@ -51,6 +52,9 @@ class OpenAIOptions(TeacherOptions):
     timeout: float = Field(120.0, gt=0, description="seconds per request")
     max_retries: int = Field(6, ge=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    launch: LaunchOptions | None = Field(
+        None, description="start a local server (vllm serve, llama.cpp, ...) unless one answers"
+    )
 
 
 def is_local(base_url: str) -> bool:
@@ -70,8 +74,12 @@ class OpenAITeacher(Teacher):
         self._api_key = self._find_key()
         self._session: aiohttp.ClientSession | None = None
         self._semaphore: asyncio.Semaphore | None = None
-        base = options.base_url.rstrip("/")
-        self._url = f"{base}/chat/completions" if options.mode == "chat" else f"{base}/completions"
+        self._url = self._endpoint(options.base_url)
+        self._server: ManagedServer | None = None
+
+    def _endpoint(self, base_url: str) -> str:
+        base = base_url.rstrip("/")
+        return f"{base}/chat/completions" if self.options.mode == "chat" else f"{base}/completions"
 
     def _find_key(self) -> str | None:
         if self.options.api_key is not None:
@@ -79,7 +87,7 @@ class OpenAITeacher(Teacher):
         key = os.environ.get(self.options.api_key_env)
         if key:
             return key
-        if is_local(self.options.base_url):
+        if is_local(self.options.base_url) or self.options.launch is not None:
             return None
         raise MissingApiKeyError(
             f"No API key for {self.options.base_url}: set {self.options.api_key_env} "
@@ -159,7 +167,7 @@ class OpenAITeacher(Teacher):
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=usage.get("prompt_tokens") or 0,
             completion_tokens=usage.get("completion_tokens") or 0,
-            logprobs=compact_logprobs(choice.get("logprobs")),
+            logprobs=compact_logprobs(choice.get("logprobs"), call.request.params.top_logprobs),
         )
 
     async def complete(self, call: Call) -> Completion:
@@ -178,6 +186,29 @@ class OpenAITeacher(Teacher):
         raise AssertionError("unreachable")
 
     async def generate(self, calls: Sequence[Call]) -> AsyncIterator[tuple[Call, Completion]]:
+        if self.options.launch is None:
+            async for item in self._complete_all(calls):
+                yield item
+            return
+        server = self.managed_server()
+        self._url = self._endpoint(await server.start())
+        async for item in server.watch(self._complete_all(calls)):
+            yield item
+
+    def managed_server(self) -> ManagedServer:
+        """The server ``launch`` asks for; started on first use (not for cached runs)."""
+        assert self.options.launch is not None
+        if self._server is None:
+            given = "base_url" in self.options.model_fields_set
+            self._server = ManagedServer(
+                self.options.launch,
+                model=self.options.model,
+                base_url=self.options.base_url if given else None,
+                log_dir=self.log_dir,
+            )
+        return self._server
+
+    async def _complete_all(self, calls: Sequence[Call]) -> AsyncIterator[tuple[Call, Completion]]:
         async def one(call: Call) -> tuple[Call, Completion]:
             return call, await self.complete(call)
 
@@ -194,6 +225,8 @@ class OpenAITeacher(Teacher):
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._server is not None:
+            self._server.stop()
 
 
 def classify_status(status: int, body: bytes, headers: Any, request_id: str) -> TeacherError:
