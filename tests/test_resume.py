@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import orjson
-from conftest import small_llamacpp_config, write_config
+from support import small_llamacpp_config, write_config
 
 from distillpipe.io import read_records, write_jsonl
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import ray
-from conftest import small_llamacpp_config, write_config
+from support import small_llamacpp_config, write_config
 from test_resume import SPY, backend_log, cached_completions
 
 from distillpipe.config import load_config

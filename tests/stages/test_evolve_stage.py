@@ -6,8 +6,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import write_config
 from killing import resume_and_compare
+from support import write_config
 
 from distillpipe.config import EVOLVE_OPERATORS, EliminationConfig, EvolveConfig, load_config
 from distillpipe.io import read_jsonl, read_records, write_jsonl

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_config
+from support import write_config
 
 from distillpipe.config import load_config
 from distillpipe.errors import ConfigError
@@ -195,7 +195,7 @@ def test_stdout_output_writes_no_rejected_file_unless_asked(tmp_path: Path, cli_
 @pytest.mark.slow
 def test_run_chains_generate_and_filter_with_stats_in_the_manifest(tmp_path: Path) -> None:
     import orjson
-    from conftest import small_llamacpp_config
+    from support import small_llamacpp_config
 
     from distillpipe.runner import run_pipeline
 

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import small_llamacpp_config, write_config
+from support import small_llamacpp_config, write_config
 
 from distillpipe.config import load_config
 from distillpipe.io import read_records, write_jsonl

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import write_config
 from killing import resume_and_compare
+from support import write_config
 
 from distillpipe.config import SelfInstructConfig, load_config
 from distillpipe.instructions import Task

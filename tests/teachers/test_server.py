@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import write_config
+from support import write_config
 
 from distillpipe.config import load_config
 from distillpipe.dispatch import Dispatcher
