@@ -85,8 +85,8 @@ def test_elimination_names_the_reason_an_evolution_fails():
         "write a haiku  about autumn leaves.": "no_gain",
         "#Rewritten Prompt#: Write a haiku about leaves in Kyoto.": "markers",
         "Rewrite the given prompt so it is harder.": "markers",
-        "Give three tips for staying healthy that a night-shift nurse could follow, "
-        "and explain why each one matters for sleep.": "markers",  # the worked example
+        "Name three rivers in Europe that cross at least two countries, "
+        "and give the sea each one flows into.": "markers",  # a worked example
         "1.\n2.\n3. Why? Is it the same?": "stopwords",
     }
     for text, reason in cases.items():
