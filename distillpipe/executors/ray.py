@@ -190,7 +190,7 @@ class RayExecutor:
         connect(ray, self.options)
         size = pool_size(ray, self.options, batches=sys.maxsize)
         actor = ray.remote(FilterScorer).options(**self._remote_args())
-        scorers = [actor.remote(config) for _ in range(size)]
+        scorers = [actor.remote(config, self.options.num_cpus) for _ in range(size)]
         message(progress_mode, f"{stage.name}: scoring on {size} Ray actors")
         try:
             result = run_stage(

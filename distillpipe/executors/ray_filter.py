@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from distillpipe.config import Config
+from distillpipe.executors.ray_worker import with_actor_threads
 from distillpipe.filters.base import Filter, FilterOptions, build_filter
 from distillpipe.stages.base import Record
 from distillpipe.stages.filter import FilterStage
@@ -28,13 +29,14 @@ from distillpipe.stages.filter import FilterStage
 class FilterScorer:
     """A Ray actor: builds each filter the first time it is asked, then scores batches."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
+    def __init__(self, config: Config, num_cpus: float) -> None:
+        self.config, self.num_cpus = config, num_cpus
         self.filters: dict[str, Filter] = {}
 
     def score(self, options: FilterOptions, records: list[Record]) -> list[Any]:
         name = options.filter_name
         if name not in self.filters:
+            options = with_actor_threads(options, self.num_cpus)
             self.filters[name] = build_filter(options, self.config)
         return self.filters[name].score(records)
 

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
+from pydantic import BaseModel
 
 from distillpipe import errors
 from distillpipe.config import Config
 from distillpipe.errors import DistillpipeError
 from distillpipe.stages.base import build_teacher
 from distillpipe.teachers.base import Call, Completion, Request, SamplingParams
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def call_to_row(call: Call) -> dict[str, str]:
@@ -50,14 +53,16 @@ def call_from_row(key: str, text: str) -> Call:
     return Call(request, body["sample"], key, body["seed"])
 
 
+def with_actor_threads(options: M, num_cpus: float) -> M:
+    """An in-process CPU engine (llama.cpp) gets the actor's CPUs as its threads, not
+    every core of the node: options with an unset ``n_threads`` get ``num_cpus``."""
+    if "n_threads" in type(options).model_fields and getattr(options, "n_threads") is None:  # noqa: B009
+        return options.model_copy(update={"n_threads": max(1, int(num_cpus))})
+    return options
+
+
 def config_for_actor(config: Config, num_cpus: float) -> Config:
-    """An in-process CPU engine gets the actor's CPUs as its threads, not the whole node's."""
-    options = config.teacher
-    if "n_threads" in type(options).model_fields and options.n_threads is None:
-        threads = max(1, int(num_cpus))
-        options = options.model_copy(update={"n_threads": threads})
-        return config.model_copy(update={"teacher": options})
-    return config
+    return config.model_copy(update={"teacher": with_actor_threads(config.teacher, num_cpus)})
 
 
 class TeacherWorker:

@@ -32,7 +32,14 @@ from distillpipe.executors import executor_for
 from distillpipe.executors.local import LocalExecutor
 from distillpipe.executors.ray import RayExecutor
 from distillpipe.executors.ray_filter import split_evenly
-from distillpipe.executors.ray_worker import call_from_row, call_to_row
+from distillpipe.executors.ray_worker import (
+    call_from_row,
+    call_to_row,
+    config_for_actor,
+    with_actor_threads,
+)
+from distillpipe.filters.base import build_filter
+from distillpipe.filters.perplexity import PerplexityOptions
 from distillpipe.io import read_jsonl, read_records, write_jsonl
 from distillpipe.runner import run_pipeline
 from distillpipe.stages import stage_named
@@ -113,6 +120,16 @@ def test_a_call_crosses_to_an_actor_and_back_unchanged():
         row = call_to_row(call)
         assert set(row) == {"key", "call"} and all(isinstance(v, str) for v in row.values())
         assert call_from_row(row["key"], row["call"]) == call
+
+
+def test_an_engine_on_an_actor_gets_the_actors_cpus_as_threads(tmp_path: Path):
+    config = load_config(write_config(tmp_path / "a.yaml", small_llamacpp_config()))
+    assert config.teacher.n_threads is None
+    assert config_for_actor(config, 3).teacher.n_threads == 3
+    config.teacher.n_threads = 8
+    assert config_for_actor(config, 3).teacher.n_threads == 8
+    perplexity = build_filter(with_actor_threads(PerplexityOptions(type="perplexity"), 1.5), config)
+    assert perplexity.options.n_threads == 1
 
 
 def test_batches_split_across_scorers_in_order():
