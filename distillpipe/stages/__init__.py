@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from distillpipe.stages.base import Stage
+from distillpipe.stages.export import ExportStage
 from distillpipe.stages.generate import GenerateStage
 
-STAGES: list[Stage] = [GenerateStage()]
+STAGES: list[Stage] = [GenerateStage(), ExportStage()]
 
 
 def stage_named(name: str) -> Stage:

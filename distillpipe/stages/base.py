@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from distillpipe.cache import ResponseCache
@@ -35,6 +36,7 @@ class StageContext:
     config: Config
     progress_mode: Mode = "quiet"
     rejected: JsonlWriter | None = None
+    output_path: Path | None = None  # None for stdout; stages that write beside it use it
     stats: dict[str, Any] = field(default_factory=dict)
     _teacher: Teacher | None = None
     _cache: ResponseCache | None = None
