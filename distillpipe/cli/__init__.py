@@ -15,6 +15,7 @@ import typer
 from distillpipe.cli import cache, config
 from distillpipe.cli.export import export
 from distillpipe.cli.generate import generate
+from distillpipe.cli.report import report
 from distillpipe.cli.run import run
 from distillpipe.errors import DistillpipeError
 from distillpipe.progress import stderr
@@ -29,6 +30,7 @@ app = typer.Typer(
 app.command()(run)
 app.command()(generate)
 app.command()(export)
+app.command()(report)
 app.add_typer(config.app, name="config")
 app.add_typer(cache.app, name="cache")
 

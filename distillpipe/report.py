@@ -1,0 +1,342 @@
+"""The HTML report of a run directory: one self-contained file, plots inline as SVG.
+
+Everything comes from ``manifest.json`` and the stage files beside it, read
+generically: every stage the manifest lists, every filter its stats or
+records name, so a stage or filter added later shows up without changes here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from distillpipe import plots
+from distillpipe.errors import InputError
+from distillpipe.exporters.card import templates
+from distillpipe.exporters.select import chosen_index
+from distillpipe.io import atomic_write_bytes, iter_lines
+from distillpipe.runner import MANIFEST
+from distillpipe.stages import STAGES
+
+EXAMPLES_PER_FILTER = 3
+EXCERPT = 400
+THRESHOLD_WORDS = ("threshold", "min", "max")
+
+
+@dataclass
+class StageView:
+    name: str
+    entry: dict[str, Any]
+    output: Path
+    rejected: Path
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.entry.get("stats") or {}
+
+    @property
+    def teacher(self) -> dict[str, Any]:
+        return self.stats.get("teacher") or {}
+
+
+@dataclass
+class FilterView:
+    name: str
+    passed: dict[str, float] = field(default_factory=dict)
+    rejected: dict[str, float] = field(default_factory=dict)
+    kept_examples: list[dict[str, Any]] = field(default_factory=list)
+    rejected_examples: list[dict[str, Any]] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
+def load_stages(run_dir: Path) -> tuple[dict[str, Any], list[StageView]]:
+    path = run_dir / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{run_dir}: no {MANIFEST}; is this a run directory?")
+    manifest = orjson.loads(path.read_bytes())
+    order = {stage.name: i for i, stage in enumerate(STAGES)}
+    entries = sorted(
+        (manifest.get("stages") or {}).items(),
+        key=lambda item: (order.get(item[0], len(order)), item[1].get("started_at") or 0),
+    )
+    views = [
+        StageView(
+            name,
+            entry,
+            run_dir / entry.get("output", f"{name}.jsonl"),
+            run_dir / f"{name}.rejected.jsonl",
+        )
+        for name, entry in entries
+    ]
+    return manifest, views
+
+
+def records_in(path: Path) -> Iterator[dict[str, Any]]:
+    """A stage file's records; nothing when it is missing or holds rows that are not records."""
+    if not path.is_file():
+        return
+    for value in iter_lines(path):
+        if not isinstance(value.get("instruction"), str):
+            return
+        yield value
+
+
+def numeric(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, dict):
+        for key in ("score", "value", "mean"):
+            if isinstance(value.get(key), int | float) and not isinstance(value.get(key), bool):
+                return float(value[key])
+    return None
+
+
+def response_text(record: dict[str, Any]) -> str:
+    responses = record.get("responses") or []
+    return responses[chosen_index(record)].get("text", "") if responses else ""
+
+
+def example(record: dict[str, Any], name: str) -> dict[str, Any]:
+    reject = record.get("reject") or {}
+    return {
+        "instruction": record.get("instruction", "")[:EXCERPT],
+        "response": response_text(record)[:EXCERPT],
+        "score": (record.get("scores") or {}).get(name, reject.get("score")),
+        "reason": reject.get("reason"),
+    }
+
+
+def filter_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    section = config.get("filter")
+    if isinstance(section, dict):
+        section = next((v for v in section.values() if isinstance(v, list)), [section])
+    return [entry for entry in section or [] if isinstance(entry, dict)]
+
+
+def thresholds_for(name: str, config: dict[str, Any], stats: dict[str, Any]) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for entry in filter_configs(config):
+        if name in (entry.get("name"), entry.get("type")):
+            for key, value in entry.items():
+                if any(word in key for word in THRESHOLD_WORDS) and numeric(value) is not None:
+                    found[key] = float(value)
+    if numeric(stats.get("threshold")) is not None:
+        found.setdefault("threshold", float(stats["threshold"]))
+    return found
+
+
+@dataclass
+class RunData:
+    manifest: dict[str, Any]
+    stages: list[StageView]
+    instruction_words: list[int] = field(default_factory=list)
+    response_tokens: list[int] = field(default_factory=list)
+    filters: dict[str, FilterView] = field(default_factory=dict)
+    operators: Counter[str] = field(default_factory=Counter)
+    depths: Counter[int] = field(default_factory=Counter)
+
+
+def collect(run_dir: Path) -> RunData:
+    manifest, stages = load_stages(run_dir)
+    data = RunData(manifest, stages)
+    config = manifest.get("config") or {}
+    lineage: dict[str, dict[str, Any]] = {}
+    last_records: Path | None = None
+    for stage in stages:
+        for record in records_in(stage.output):
+            last_records = stage.output
+            lineage[record["id"]] = record.get("origin") or {}
+            for name, value in (record.get("scores") or {}).items():
+                view = data.filters.setdefault(name, FilterView(name))
+                if (score := numeric(value)) is not None:
+                    view.passed[record["id"]] = score
+                if len(view.kept_examples) < EXAMPLES_PER_FILTER:
+                    view.kept_examples.append(example(record, name))
+        for record in records_in(stage.rejected):
+            name = (record.get("reject") or {}).get("filter", stage.name)
+            view = data.filters.setdefault(name, FilterView(name))
+            score = numeric((record.get("scores") or {}).get(name, record["reject"].get("score")))
+            if score is not None:
+                view.rejected[record["id"]] = score
+            if len(view.rejected_examples) < EXAMPLES_PER_FILTER:
+                view.rejected_examples.append(example(record, name))
+    for view in data.filters.values():
+        for record_id in view.rejected:
+            view.passed.pop(record_id, None)
+        stats = next(
+            (
+                s.stats.get("filters", {}).get(view.name)
+                for s in stages
+                if view.name in s.stats.get("filters", {})
+            ),
+            None,
+        )
+        view.thresholds = thresholds_for(view.name, config, stats or {})
+    for origin in lineage.values():
+        if origin.get("operator"):
+            data.operators[str(origin["operator"])] += 1
+        if isinstance(origin.get("round"), int):
+            data.depths[origin["round"]] += 1
+    if last_records is not None:
+        for record in records_in(last_records):
+            data.instruction_words.append(len(record["instruction"].split()))
+            for response in record.get("responses") or []:
+                usage = response.get("usage") or {}
+                tokens = usage.get("completion_tokens") or len(response.get("text", "").split())
+                data.response_tokens.append(tokens)
+    return data
+
+
+def funnel(stages: list[StageView]) -> list[tuple[str, int]]:
+    rows: list[tuple[str, int]] = []
+    if stages:
+        rows.append(("input", int(stages[0].entry.get("records_in", 0))))
+    for stage in stages:
+        for name, stats in (stage.stats.get("filters") or {}).items():
+            if isinstance(stats, dict) and "kept" in stats:
+                rows.append((f"{stage.name} · {name}", int(stats["kept"])))
+        rows.append((stage.name, int(stage.entry.get("records_out", 0))))
+    return rows
+
+
+def stage_rows(stages: list[StageView]) -> list[dict[str, Any]]:
+    rows = []
+    for stage in stages:
+        teacher, seconds = stage.teacher, float(stage.entry.get("seconds") or 0)
+        completion = teacher.get("completion_tokens", 0)
+        teacher_seconds = teacher.get("teacher_seconds") or 0
+        cost = teacher.get("cost", stage.stats.get("cost"))
+        rows.append(
+            {
+                "name": stage.name,
+                "records_in": stage.entry.get("records_in", 0),
+                "records_out": stage.entry.get("records_out", 0),
+                "rejected": sum((stage.stats.get("rejected") or {}).values()),
+                "seconds": seconds,
+                "prompt_tokens": teacher.get("prompt_tokens", 0),
+                "completion_tokens": completion,
+                "teacher_calls": teacher.get("teacher_calls", 0),
+                "cache_hits": teacher.get("cache_hits", 0),
+                "tokens_per_second": completion / teacher_seconds if teacher_seconds else None,
+                "records_per_second": stage.entry.get("records_out", 0) / seconds
+                if seconds
+                else None,
+                "cost": cost,
+            }
+        )
+    return rows
+
+
+def figures(data: RunData) -> list[dict[str, str]]:
+    """Every plot the run has data for, as ``{id, title, svg}``."""
+    out = []
+
+    def add(plot_id: str, title: str, svg: str) -> None:
+        out.append({"id": plot_id, "title": title, "svg": svg})
+
+    if rows := funnel(data.stages):
+        labels, counts = zip(*rows, strict=True)
+        add(
+            "funnel",
+            "Funnel",
+            plots.bars(labels, counts, "Records per stage and filter", "records"),
+        )
+    if data.instruction_words:
+        add(
+            "instruction-lengths",
+            "Instruction lengths",
+            plots.histogram(
+                {"instructions": data.instruction_words}, "Instruction length", "words"
+            ),
+        )
+    if data.response_tokens:
+        add(
+            "response-lengths",
+            "Response lengths",
+            plots.histogram(
+                {"responses": data.response_tokens}, "Response length", "completion tokens"
+            ),
+        )
+    for view in data.filters.values():
+        if view.passed or view.rejected:
+            add(
+                f"scores-{view.name}",
+                f"Scores: {view.name}",
+                plots.histogram(
+                    {"kept": list(view.passed.values()), "rejected": list(view.rejected.values())},
+                    f"{view.name} scores",
+                    "score",
+                    view.thresholds,
+                ),
+            )
+    if data.depths:
+        depths = sorted(data.depths)
+        add(
+            "evol-depth",
+            "Evol-Instruct depth",
+            plots.bars(
+                [f"round {d}" for d in depths],
+                [data.depths[d] for d in depths],
+                "Records per evolution round",
+                "records",
+            ),
+        )
+    if data.operators:
+        names = sorted(data.operators, key=lambda n: (-data.operators[n], n))
+        add(
+            "evol-operators",
+            "Evol-Instruct operators",
+            plots.bars(
+                names, [data.operators[n] for n in names], "Records per operator", "records"
+            ),
+        )
+    teacher_stages = [
+        row
+        for row in stage_rows(data.stages)
+        if row["teacher_calls"] or row["prompt_tokens"] or row["completion_tokens"]
+    ]
+    if teacher_stages:
+        add(
+            "tokens",
+            "Tokens per stage",
+            plots.stacked_bars(
+                [row["name"] for row in teacher_stages],
+                {
+                    "prompt": [row["prompt_tokens"] for row in teacher_stages],
+                    "completion": [row["completion_tokens"] for row in teacher_stages],
+                },
+                "Teacher tokens per stage",
+            ),
+        )
+    return out
+
+
+def render(run_dir: Path) -> str:
+    data = collect(run_dir)
+    config = data.manifest.get("config") or {}
+    return (
+        templates()
+        .get_template("report.html.jinja")
+        .render(
+            name=data.manifest.get("name", run_dir.name),
+            teacher=config.get("teacher") or {},
+            stages=stage_rows(data.stages),
+            figures=figures(data),
+            filters=list(data.filters.values()),
+            has_evolution=bool(data.depths or data.operators),
+            config_json=orjson.dumps(config, option=orjson.OPT_INDENT_2).decode(),
+        )
+    )
+
+
+def write_report(run_dir: Path, output: Path | None = None) -> Path:
+    target = output or run_dir / "report.html"
+    atomic_write_bytes(target, render(run_dir).encode())
+    return target
