@@ -7,6 +7,7 @@ and deterministic: fixed id salt, no date in the metadata.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -22,6 +23,7 @@ STYLE = {
     "axes.spines.top": False,
     "axes.spines.right": False,
 }
+_METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.DOTALL)
 COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
 
 
@@ -30,7 +32,7 @@ def _svg(figure: plt.Figure) -> str:
     figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
     plt.close(figure)
     text = buffer.getvalue()
-    return text[text.index("<svg") :]
+    return _METADATA.sub("", text[text.index("<svg") :], count=1)
 
 
 def bars(labels: Sequence[str], values: Sequence[float], title: str, xlabel: str) -> str:

@@ -59,11 +59,12 @@ def load_stages(run_dir: Path) -> tuple[dict[str, Any], list[StageView]]:
     if not path.is_file():
         raise InputError(f"{run_dir}: no {MANIFEST}; is this a run directory?")
     manifest = orjson.loads(path.read_bytes())
-    order = {stage.name: i for i, stage in enumerate(STAGES)}
-    entries = sorted(
-        (manifest.get("stages") or {}).items(),
-        key=lambda item: (order.get(item[0], len(order)), item[1].get("started_at") or 0),
-    )
+    entries = list((manifest.get("stages") or {}).items())
+    if all(entry.get("started_at") is not None for _, entry in entries):
+        entries.sort(key=lambda item: item[1]["started_at"])  # the order they ran in
+    else:
+        order = {stage.name: i for i, stage in enumerate(STAGES)}
+        entries.sort(key=lambda item: order.get(item[0], len(order)))
     views = [
         StageView(
             name,
