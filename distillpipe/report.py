@@ -106,10 +106,11 @@ def response_text(record: dict[str, Any]) -> str:
 
 def example(record: dict[str, Any], name: str) -> dict[str, Any]:
     reject = record.get("reject") or {}
+    score = (record.get("scores") or {}).get(name, reject.get("score"))
     return {
         "instruction": record.get("instruction", "")[:EXCERPT],
         "response": response_text(record)[:EXCERPT],
-        "score": (record.get("scores") or {}).get(name, reject.get("score")),
+        "score": round(score, 4) if isinstance(score, float) else score,
         "reason": reject.get("reason"),
     }
 
