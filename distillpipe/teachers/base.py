@@ -187,12 +187,13 @@ def compact_logprobs(logprobs: Any) -> list[Any] | None:
     if "content" in logprobs:
         rows = []
         for token in logprobs["content"] or []:
-            top = {alt["token"]: alt["logprob"] for alt in token.get("top_logprobs") or []}
-            rows.append([token["token"], token["logprob"], top])
+            top = {alt["token"]: float(alt["logprob"]) for alt in token.get("top_logprobs") or []}
+            rows.append([token["token"], float(token["logprob"]), top])
         return rows
     tops = logprobs.get("top_logprobs") or [None] * len(logprobs["tokens"])
+    # llama.cpp hands numpy float32s, which JSON (and the cache) cannot hold
     return [
-        [token, logprob, dict(top or {})]
+        [token, float(logprob), {alt: float(value) for alt, value in (top or {}).items()}]
         for token, logprob, top in zip(
             logprobs["tokens"], logprobs["token_logprobs"], tops, strict=False
         )

@@ -328,3 +328,22 @@ def test_export_of_real_generate_output_in_a_run(tmp_path: Path):
     manifest = orjson.loads((tmp_path / "run" / "manifest.json").read_bytes())
     assert manifest["stages"]["export"]["stats"]["export"]["rows"] == {"train": len(exported)}
     assert "| generate | 2 | 2 | 0 |" in (tmp_path / "run" / "export" / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_logprobs_of_the_real_teacher_line_up_with_the_exported_text(tmp_path: Path):
+    data = small_llamacpp_config(max_tokens=6, top_logprobs=2)
+    data["teacher"]["logits_all"] = True
+    data["export"] = {"logprobs": True}
+    config = load_config(write_config(tmp_path / "config.yaml", data))
+    write_jsonl(tmp_path / "in.jsonl", [{"instruction": "Name a colour."}])
+    run_pipeline(config, tmp_path / "run", tmp_path / "in.jsonl")
+    (row,) = iter_lines(tmp_path / "run" / "export" / "train.jsonl")
+    (sidecar,) = iter_lines(tmp_path / "run" / "export" / "train.logprobs.jsonl")
+    assert len(sidecar["tokens"]) == len(sidecar["logprobs"]) == len(sidecar["top_logprobs"]) == 6
+    text = "".join(sidecar["tokens"])[sidecar["text_offset"] :]
+    assert text.startswith(row["messages"][-1]["content"])
+    rows = zip(sidecar["tokens"], sidecar["logprobs"], sidecar["top_logprobs"], strict=True)
+    for token, logprob, top in rows:
+        assert logprob <= 0 and len(top) >= 2
+        assert top.get(token, logprob) == pytest.approx(logprob)  # the sampled token's own entry
