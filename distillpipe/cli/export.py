@@ -37,7 +37,7 @@ FormatOption = Annotated[
 def export(
     config: ConfigOption,
     input: InputOption = "-",
-    output: OutputDirOption = "export",
+    output: OutputDirOption = "-",
     format: FormatOption = None,
     set: SetOption = None,
     quiet: QuietOption = False,

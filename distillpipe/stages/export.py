@@ -184,12 +184,25 @@ class _quiet_datasets:
 def _replace_dir(staging: Path, target: Path) -> None:
     """Only an empty folder or an earlier export is replaced; anything else is the user's."""
     if target.exists():
-        if not target.is_dir() or (any(target.iterdir()) and not (target / SUMMARY).exists()):
+        if not target.is_dir() or not _holds_only_an_export(target):
             raise InputError(
                 f"{target}: exists and is not a distillpipe export; choose another output"
             )
         shutil.rmtree(target)
     staging.rename(target)
+
+
+def _holds_only_an_export(directory: Path) -> bool:
+    """Empty, or nothing but the files an earlier export's summary lists."""
+    entries = {entry.name for entry in directory.iterdir()}
+    if not entries:
+        return True
+    try:
+        summary = orjson.loads((directory / SUMMARY).read_bytes())
+        written = {str(name).split("/")[0] for name in summary["files"]}
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        return False
+    return entries <= written | {SUMMARY}
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:

@@ -272,6 +272,9 @@ def test_only_an_earlier_export_or_an_empty_folder_is_replaced(tmp_path: Path):
     with pytest.raises(InputError, match="mine: exists and is not a distillpipe export"):
         write_export(exported, config, tmp_path / "mine", None)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    (tmp_path / "out" / "notes.txt").write_text("added by hand")
+    with pytest.raises(InputError, match="out: exists and is not a distillpipe export"):
+        write_export(exported, config, tmp_path / "out", None)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
