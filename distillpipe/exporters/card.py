@@ -4,28 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
 
+from distillpipe import templates
 from distillpipe.config import Config
-
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
-
-
-@cache
-def templates() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=jinja2.select_autoescape(["html"]),
-    )
 
 
 @dataclass
@@ -68,24 +52,21 @@ _FUNNEL_KEYS = ("seen", "kept", "rejected")
 
 def render_card(config: Config, export_format: str, facts: CardFacts) -> str:
     models = facts.teacher_models or [config.teacher.model]
-    return (
-        templates()
-        .get_template("dataset_card.md.jinja")
-        .render(
-            name=config.name,
-            teacher_models=models,
-            teacher_backend=config.teacher.backend,
-            format=export_format,
-            files=facts.files,
-            records_in=facts.records_in,
-            rows_out=sum(facts.splits.values()),
-            split_counts=list(facts.splits.items()),
-            skipped=sorted(facts.skipped.items()),
-            stages=stage_rows(facts.manifest),
-            funnel=funnel_rows(facts.manifest),
-            parquet_files=facts.parquet_files,
-            config_yaml=yaml.safe_dump(config.public_dump(), sort_keys=False),
-        )
+    return templates.render(
+        "dataset_card.md.jinja",
+        name=config.name,
+        teacher_models=models,
+        teacher_backend=config.teacher.backend,
+        format=export_format,
+        files=facts.files,
+        records_in=facts.records_in,
+        rows_out=sum(facts.splits.values()),
+        split_counts=list(facts.splits.items()),
+        skipped=sorted(facts.skipped.items()),
+        stages=stage_rows(facts.manifest),
+        funnel=funnel_rows(facts.manifest),
+        parquet_files=facts.parquet_files,
+        config_yaml=yaml.safe_dump(config.public_dump(), sort_keys=False),
     )
 
 
