@@ -47,7 +47,7 @@ def export(
     if format is not None:
         section = resolved.export_section.model_copy(update={"format": format})
         resolved = resolved.model_copy(update={"export": section})
-    exported = build_export(list(read_records(input)), resolved)
+    exported = build_export(read_records(input), resolved)
     mode = mode_for(quiet)
     if output == STDIO:
         with JsonlWriter(STDIO) as writer:

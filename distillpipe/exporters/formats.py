@@ -16,7 +16,7 @@ from typing import Any
 Row = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Example:
     """One exported example: what the teacher was asked, and the answer(s) kept."""
 

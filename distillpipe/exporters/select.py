@@ -18,7 +18,7 @@ NO_PREFERENCE = "no preference signal"
 SAME_TEXT = "chosen and rejected are the same text"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Picked:
     sample: int
     example: Example
@@ -57,11 +57,8 @@ def pick_sft(
     """The examples a record gives an SFT format, or why it gives none."""
     responses = record.get("responses") or []
     indexes = range(len(responses)) if all_samples else [chosen_index(record)]
-    picked = [
-        Picked(i, _example(record, system, _text(responses, i)))
-        for i in indexes
-        if i < len(responses) and _text(responses, i)
-    ]
+    texts = ((i, _text(responses, i)) for i in indexes if i < len(responses))
+    picked = [Picked(i, _example(record, system, text)) for i, text in texts if text]
     return picked, (None if picked else NO_RESPONSE)
 
 

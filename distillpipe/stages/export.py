@@ -18,7 +18,7 @@ import hashlib
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,7 +30,7 @@ from distillpipe.errors import InputError
 from distillpipe.exporters import card, hf
 from distillpipe.exporters.formats import FORMATS, PREFERENCE_FORMATS
 from distillpipe.exporters.logprobs import sidecar_row
-from distillpipe.exporters.select import Picked, pick_preference, pick_sft
+from distillpipe.exporters.select import pick_preference, pick_sft
 from distillpipe.io import atomic_write_bytes, write_jsonl
 from distillpipe.stages.base import Record, StageContext
 from distillpipe.stages.generate import system_prompt_for
@@ -65,25 +65,32 @@ def shuffle_key(seed: int, record: Record) -> bytes:
     return hashlib.sha256(f"{seed}:export:{record['id']}".encode()).digest()
 
 
-def ordered(records: list[Record], config: Config) -> list[Record]:
-    if not config.export_section.shuffle:
-        return records
-    keyed = sorted(range(len(records)), key=lambda i: (shuffle_key(config.seed, records[i]), i))
-    return [records[i] for i in keyed]
-
-
 def validation_size(section: ExportConfig, total: int) -> int:
     value = section.validation
     count = round(value * total) if isinstance(value, float) and value < 1 else int(value)
     return min(count, total)
 
 
-def build_export(records: list[Record], config: Config) -> Exported:
-    """Select, order, cap and split: everything but writing."""
+@dataclass(slots=True)
+class _Kept:
+    """One exported record, reduced to its rows: full records are not held in memory."""
+
+    key: bytes
+    position: int
+    rows: list[dict[str, Any]]
+    sidecars: list[dict[str, Any]]
+
+
+def build_export(records: Iterable[Record], config: Config) -> Exported:
+    """Select, order, cap and split: everything but writing. One pass over the records."""
     section = config.export_section
-    result = Exported(records_in=len(records), teacher_models=card.teacher_models(records))
-    kept: list[tuple[Record, list[Picked]]] = []
-    for record in ordered(records, config):
+    to_row = FORMATS[section.format]
+    result = Exported()
+    models: set[str] = set()
+    kept: list[_Kept] = []
+    for position, record in enumerate(records):
+        result.records_in += 1
+        models.update(r.get("model") or "" for r in record.get("responses") or [])
         system = system_prompt_for(record, config) if section.system_prompt else None
         if section.format in PREFERENCE_FORMATS:
             picked, reason = pick_preference(record, system)
@@ -91,20 +98,27 @@ def build_export(records: list[Record], config: Config) -> Exported:
             picked, reason = pick_sft(record, system, section.responses == "all")
         if reason is not None:
             result.skipped[reason] += 1
-        elif section.max_records is not None and len(kept) >= section.max_records:
-            result.skipped["over max_records"] += 1
-        else:
-            kept.append((record, picked))
+            continue
+        kept.append(
+            _Kept(
+                shuffle_key(config.seed, record) if section.shuffle else b"",
+                position,
+                [to_row(p.example, section.conversational) for p in picked],
+                [sidecar_row(record, p.sample) for p in picked] if section.logprobs else [],
+            )
+        )
+    result.teacher_models = sorted(models - {""})
+    kept.sort(key=lambda item: (item.key, item.position))
+    if section.max_records is not None and len(kept) > section.max_records:
+        result.skipped["over max_records"] += len(kept) - section.max_records
+        del kept[section.max_records :]
     n_validation = validation_size(section, len(kept))
     parts = {"train": kept[: len(kept) - n_validation]}
     if section.validation:
         parts["validation"] = kept[len(kept) - n_validation :]
-    to_row = FORMATS[section.format]
-    for split, chosen in parts.items():
-        result.splits[split] = [
-            to_row(p.example, section.conversational) for _, picks in chosen for p in picks
-        ]
-        result.sidecars[split] = [sidecar_row(r, p.sample) for r, picks in chosen for p in picks]
+    for split, items in parts.items():
+        result.splits[split] = [row for item in items for row in item.rows]
+        result.sidecars[split] = [row for item in items for row in item.sidecars]
     return result
 
 
@@ -219,7 +233,7 @@ class ExportStage:
 
     def run(self, records: Iterator[Record], ctx: StageContext) -> Iterator[Record]:
         config = ctx.config
-        exported = build_export(list(records), config)
+        exported = build_export(records, config)
         if ctx.output_path is not None:
             run_dir = ctx.output_path.parent
             directory = run_dir / ctx.output_path.name.removesuffix(".jsonl")
