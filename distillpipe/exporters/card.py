@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,8 +67,3 @@ def render_card(config: Config, export_format: str, facts: CardFacts) -> str:
         parquet_files=facts.parquet_files,
         config_yaml=yaml.safe_dump(config.public_dump(), sort_keys=False),
     )
-
-
-def teacher_models(records: Iterable[dict[str, Any]]) -> list[str]:
-    found = {r.get("model") for record in records for r in record.get("responses") or []}
-    return sorted(model for model in found if model)
