@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from distillpipe.errors import DistillpipeError
 from distillpipe.records import content_hash
 
 Rows = dict[str, list[dict[str, Any]]]
@@ -47,4 +48,9 @@ def save_to_disk(splits: Rows, directory: Path) -> str:
 
 def push_to_hub(splits: Rows, repo_id: str, private: bool) -> None:
     """Needs network and a token (HF_TOKEN); not exercised by the offline tests."""
-    dataset_dict(splits).push_to_hub(repo_id, private=private)
+    try:
+        dataset_dict(splits).push_to_hub(repo_id, private=private)
+    except Exception as exc:  # hub, network and auth errors alike: one line, files kept
+        raise DistillpipeError(
+            f"export.push_to_hub {repo_id}: {type(exc).__name__}: {exc}".splitlines()[0]
+        ) from exc
