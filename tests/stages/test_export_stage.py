@@ -350,3 +350,20 @@ def test_logprobs_of_the_real_teacher_line_up_with_the_exported_text(tmp_path: P
     for token, logprob, top in rows:
         assert logprob <= 0 and len(top) >= 2
         assert top.get(token, logprob) == pytest.approx(logprob)  # the sampled token's own entry
+
+
+def test_a_failed_push_to_hub_is_one_line_and_keeps_the_files(
+    tmp_path: Path, cli_env: dict[str, str]
+):
+    data = {**small_llamacpp_config(), "export": {"push_to_hub": "someone/dataset"}}
+    config = write_config(tmp_path / "config.yaml", data)
+    write_jsonl(tmp_path / "in.jsonl", [COLOUR])
+    done = subprocess.run(
+        [sys.executable, "-m", "distillpipe", "export", "-c", str(config),
+         "-i", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out")],
+        capture_output=True, env={**cli_env, "HF_HUB_OFFLINE": "1", "HF_TOKEN": ""}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    (error,) = done.stderr.decode().strip().splitlines()
+    assert error.startswith("error: export.push_to_hub someone/dataset: ")
+    assert (tmp_path / "out" / "train.jsonl").is_file()
