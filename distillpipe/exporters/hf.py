@@ -31,13 +31,14 @@ def parquet_path(split: str) -> str:
     return f"data/{split}-00000-of-00001.parquet"
 
 
-def write_parquet(splits: Rows, directory: Path) -> list[str]:
+def write_parquet(splits: Rows, directory: Path) -> list[tuple[str, str]]:
+    """One Parquet file per split; returns (split, path relative to ``directory``)."""
     written = []
     for split, dataset in dataset_dict(splits).items():
         target = directory / parquet_path(split)
         target.parent.mkdir(parents=True, exist_ok=True)
         dataset.to_parquet(str(target))
-        written.append(parquet_path(split))
+        written.append((split, parquet_path(split)))
     return written
 
 

@@ -14,6 +14,7 @@ JSONL output holds every exported row (train, then validation).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import tempfile
@@ -158,9 +159,8 @@ def _write_files(
     if section.parquet or section.save_to_disk:
         with _quiet_datasets():
             if section.parquet:
-                for path in hf.write_parquet(exported.splits, directory):
-                    parquet.append((path.split("/")[1].split("-")[0], path))
-                    files.append((path, None))
+                parquet = hf.write_parquet(exported.splits, directory)
+                files += [(path, None) for _, path in parquet]
             if section.save_to_disk:
                 files.append((hf.save_to_disk(exported.splits, directory) + "/", None))
     if section.dataset_card:
@@ -181,17 +181,17 @@ def _write_files(
     return [name for name, _ in files]
 
 
-class _quiet_datasets:
-    def __enter__(self) -> None:
-        import datasets
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """No progress bars from ``datasets`` while it writes (stderr is ours)."""
+    import datasets
 
-        self._was_enabled = datasets.is_progress_bar_enabled()
-        datasets.disable_progress_bars()
-
-    def __exit__(self, *exc: object) -> None:
-        import datasets
-
-        if self._was_enabled:
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
             datasets.enable_progress_bars()
 
 
