@@ -56,6 +56,12 @@ def stage_rows(stages: list[StageView]) -> list[dict[str, Any]]:
     return rows
 
 
+def first_and_last(per_stage: dict[str, list[int]]) -> dict[str, list[int]]:
+    """The first stage that has the values and the last: what the pipeline kept."""
+    names = list(per_stage)
+    return {name: per_stage[name] for name in dict.fromkeys((names[0], names[-1]))}
+
+
 def figures(data: RunData) -> list[dict[str, str]]:
     """Every plot the run has data for, as ``{id, title, svg}``."""
     out = []
@@ -74,25 +80,27 @@ def figures(data: RunData) -> list[dict[str, str]]:
         add(
             "instruction-lengths",
             "Instruction lengths",
-            plots.histogram(
-                {"instructions": data.instruction_words}, "Instruction length", "words"
-            ),
+            plots.histogram(first_and_last(data.instruction_words), "Instruction length", "words"),
         )
     if data.response_tokens:
         add(
             "response-lengths",
             "Response lengths",
             plots.histogram(
-                {"responses": data.response_tokens}, "Response length", "completion tokens"
+                first_and_last(data.response_tokens), "Response length", "completion tokens"
             ),
         )
     for view in data.filters.values():
-        if view.passed or view.rejected:
+        if view.passed or view.rejected or view.rejected_elsewhere:
             add(
                 f"scores-{view.name}",
                 f"Scores: {view.name}",
                 plots.histogram(
-                    {"kept": list(view.passed.values()), "rejected": list(view.rejected.values())},
+                    {
+                        "kept": list(view.passed.values()),
+                        "rejected": list(view.rejected.values()),
+                        "rejected by another filter": list(view.rejected_elsewhere.values()),
+                    },
                     f"{view.name} scores",
                     "score",
                     view.thresholds,

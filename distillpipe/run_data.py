@@ -46,6 +46,7 @@ class FilterView:
     name: str
     passed: dict[str, float] = field(default_factory=dict)
     rejected: dict[str, float] = field(default_factory=dict)
+    rejected_elsewhere: dict[str, float] = field(default_factory=dict)  # by another filter
     kept_examples: list[dict[str, Any]] = field(default_factory=list)
     rejected_examples: list[dict[str, Any]] = field(default_factory=list)
     thresholds: dict[str, float] = field(default_factory=dict)
@@ -135,8 +136,8 @@ def thresholds_for(name: str, config: dict[str, Any], stats: dict[str, Any]) -> 
 class RunData:
     manifest: dict[str, Any]
     stages: list[StageView]
-    instruction_words: list[int] = field(default_factory=list)
-    response_tokens: list[int] = field(default_factory=list)
+    instruction_words: dict[str, list[int]] = field(default_factory=dict)  # per stage
+    response_tokens: dict[str, list[int]] = field(default_factory=dict)
     filters: dict[str, FilterView] = field(default_factory=dict)
     operators: Counter[str] = field(default_factory=Counter)
     depths: Counter[int] = field(default_factory=Counter)
@@ -145,13 +146,11 @@ class RunData:
 def collect(run_dir: Path) -> RunData:
     manifest, stages = load_stages(run_dir)
     data = RunData(manifest, stages)
-    config = manifest.get("config") or {}
     lineage: dict[str, dict[str, Any]] = {}
-    last_records: Path | None = None
     for stage in stages:
         for record in records_in(stage.output):
-            last_records = stage.output
             lineage[record["id"]] = record.get("origin") or {}
+            _count_lengths(data, stage.name, record)
             for name, value in (record.get("scores") or {}).items():
                 view = data.filters.setdefault(name, FilterView(name))
                 if (score := numeric(value)) is not None:
@@ -159,21 +158,18 @@ def collect(run_dir: Path) -> RunData:
                 if len(view.kept_examples) < EXAMPLES_PER_FILTER:
                     view.kept_examples.append(example(record, name))
         for record in records_in(stage.rejected):
-            name = (record.get("reject") or {}).get("filter", stage.name)
-            view = data.filters.setdefault(name, FilterView(name))
-            score = numeric((record.get("scores") or {}).get(name, record["reject"].get("score")))
-            if score is not None:
-                view.rejected[record["id"]] = score
-            if len(view.rejected_examples) < EXAMPLES_PER_FILTER:
-                view.rejected_examples.append(example(record, name))
+            _count_rejected(data, stage.name, record)
+    config = manifest.get("config") or {}
     for view in data.filters.values():
         for record_id in view.rejected:
             view.passed.pop(record_id, None)
+        for record_id in [*view.passed, *view.rejected]:
+            view.rejected_elsewhere.pop(record_id, None)
         stats = next(
             (
-                s.stats.get("filters", {}).get(view.name)
+                s.stats["filters"][view.name]
                 for s in stages
-                if view.name in s.stats.get("filters", {})
+                if view.name in (s.stats.get("filters") or {})
             ),
             None,
         )
@@ -183,11 +179,30 @@ def collect(run_dir: Path) -> RunData:
             data.operators[str(origin["operator"])] += 1
         if isinstance(origin.get("round"), int):
             data.depths[origin["round"]] += 1
-    if last_records is not None:
-        for record in records_in(last_records):
-            data.instruction_words.append(len(record["instruction"].split()))
-            for response in record.get("responses") or []:
-                usage = response.get("usage") or {}
-                tokens = usage.get("completion_tokens") or len(response.get("text", "").split())
-                data.response_tokens.append(tokens)
     return data
+
+
+def _count_lengths(data: RunData, stage: str, record: dict[str, Any]) -> None:
+    data.instruction_words.setdefault(stage, []).append(len(record["instruction"].split()))
+    for response in record.get("responses") or []:
+        usage = response.get("usage") or {}
+        tokens = usage.get("completion_tokens") or len(response.get("text", "").split())
+        data.response_tokens.setdefault(stage, []).append(tokens)
+
+
+def _count_rejected(data: RunData, stage: str, record: dict[str, Any]) -> None:
+    """A rejected record counts against the filter that rejected it; other filters that
+    scored it show it apart, as rejected elsewhere."""
+    reject = record.get("reject") or {}
+    rejecting = str(reject.get("filter") or stage)
+    scores = record.get("scores") or {}
+    for name, value in scores.items():
+        if name != rejecting and (score := numeric(value)) is not None:
+            view = data.filters.setdefault(name, FilterView(name))
+            view.rejected_elsewhere[record["id"]] = score
+    view = data.filters.setdefault(rejecting, FilterView(rejecting))
+    score = numeric(scores.get(rejecting, reject.get("score")))
+    if score is not None:
+        view.rejected[record["id"]] = score
+    if len(view.rejected_examples) < EXAMPLES_PER_FILTER:
+        view.rejected_examples.append(example(record, rejecting))

@@ -113,6 +113,8 @@ def test_filter_sections_show_thresholds_and_examples_with_reasons(contract_run:
     assert "fewer than 5 words" in length
     assert "min_words = 5" in html[html.index('id="plot-scores-length"') :]  # the line's label
     assert "13-gram match in gsm8k" in html
+    reward = html[html.index('id="filter-reward"') : html.index('id="filter-ngram-overlap"')]
+    assert "8 scored records kept, 0 rejected,\n2 rejected by another filter" in reward
     assert "threshold = 0.3" in html[html.index('id="plot-scores-reward"') :]
 
 
