@@ -14,6 +14,8 @@ install:
 install-test:
 	$(PIP) install "$(TORCH_CPU)"
 	$(PIP) install -e '.[dev,hf,ray]'
+	# headless Chromium renders the HTML report in tests/test_report.py
+	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 quickstart: install
 	distillpipe run configs/quickstart.yaml

@@ -185,6 +185,40 @@ class ExecutorConfig(StrictModel):
         return {"type": value} if isinstance(value, str) else value
 
 
+ExportFormat = Literal["messages", "sharegpt", "alpaca", "prompt-completion", "dpo"]
+
+
+class ExportConfig(StrictModel):
+    """How the export stage turns records into a training dataset."""
+
+    format: ExportFormat = "messages"
+    conversational: bool = Field(
+        True, description="prompt-completion and dpo: message lists (True) or plain strings"
+    )
+    responses: Literal["chosen", "all"] = Field(
+        "chosen", description="chosen: selection.chosen, else the first sample; all: every sample"
+    )
+    system_prompt: bool = Field(True, description="include the system prompt the teacher saw")
+    shuffle: bool = Field(True, description="seeded by config.seed and record ids")
+    validation: int | float = Field(
+        0, ge=0, description="validation split: a fraction in (0, 1) or a record count"
+    )
+    max_records: int | None = Field(None, ge=1)
+    logprobs: bool = Field(False, description="write the teacher's top-k logprobs sidecar")
+    save_to_disk: bool = Field(False, description="also a Hugging Face dataset (save_to_disk)")
+    parquet: bool = Field(False, description="also Parquet files under data/")
+    push_to_hub: str | None = Field(None, description="a Hub repo id to push the dataset to")
+    private: bool = True
+    dataset_card: bool = Field(True, description="README.md with config, counts and terms")
+
+    @field_validator("validation")
+    @classmethod
+    def _fraction_or_count(cls, value: int | float) -> int | float:
+        if isinstance(value, float) and value >= 1 and not value.is_integer():
+            raise ValueError("a fraction must be below 1; a count must be a whole number")
+        return int(value) if isinstance(value, float) and value >= 1 else value
+
+
 class Config(StrictModel):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
     seed: int = 0
@@ -199,8 +233,14 @@ class Config(StrictModel):
         None, description="filters applied in order; each item picks its filter by `type`"
     )
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    export: ExportConfig | None = None
 
     _secrets: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def export_section(self) -> ExportConfig:
+        """The export settings; defaults when the config has no ``export`` section."""
+        return self.export or ExportConfig()
 
     def public_dump(self) -> dict[str, Any]:
         """The resolved config as JSON data with every secret replaced by ***."""

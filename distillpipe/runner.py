@@ -73,7 +73,8 @@ def run_stage(
             yield record
 
     rejected = JsonlWriter(rejected_path) if rejected_path else None
-    ctx = StageContext(config, progress_mode=progress_mode, rejected=rejected)
+    target = None if str(output_path) == STDIO else Path(output_path)
+    ctx = StageContext(config, progress_mode=progress_mode, rejected=rejected, output_path=target)
     progress = StageProgress(
         progress_mode, stage.name, count_lines(input_path), extra=lambda: _live(ctx)
     )

@@ -15,8 +15,10 @@ from rich.markup import escape
 
 from distillpipe.cli import cache, config
 from distillpipe.cli.evolve import evolve
+from distillpipe.cli.export import export
 from distillpipe.cli.filter import filter
 from distillpipe.cli.generate import generate
+from distillpipe.cli.report import report
 from distillpipe.cli.run import run
 from distillpipe.cli.seed import seed
 from distillpipe.errors import DistillpipeError
@@ -34,6 +36,8 @@ app.command()(seed)
 app.command()(evolve)
 app.command()(generate)
 app.command(name="filter")(filter)
+app.command()(export)
+app.command()(report)
 app.add_typer(config.app, name="config")
 app.add_typer(cache.app, name="cache")
 

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from distillpipe.stages.base import Stage
 from distillpipe.stages.evolve import EvolveStage
+from distillpipe.stages.export import ExportStage
 from distillpipe.stages.filter import FilterStage
 from distillpipe.stages.generate import GenerateStage
 from distillpipe.stages.seed import SeedStage
 
-STAGES: list[Stage] = [SeedStage(), EvolveStage(), GenerateStage(), FilterStage()]
+STAGES: list[Stage] = [
+    SeedStage(),
+    EvolveStage(),
+    GenerateStage(),
+    FilterStage(),
+    ExportStage(),
+]
 
 
 def stage_named(name: str) -> Stage:

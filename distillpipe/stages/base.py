@@ -38,6 +38,7 @@ class StageContext:
     config: Config
     progress_mode: Mode = "quiet"
     rejected: JsonlWriter | None = None
+    output_path: Path | None = None  # None for stdout; stages that write beside it use it
     stats: dict[str, Any] = field(default_factory=dict)
     _teacher: Teacher | None = None
     _cache: ResponseCache | None = None

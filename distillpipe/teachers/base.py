@@ -194,12 +194,17 @@ def compact_logprobs(logprobs: Any, top_k: int | None = None) -> list[Any] | Non
     if "content" in logprobs:
         rows = []
         for token in logprobs["content"] or []:
-            top = {alt["token"]: alt["logprob"] for alt in token.get("top_logprobs") or []}
-            rows.append([token["token"], token["logprob"], _most_likely(top, top_k)])
+            top = {alt["token"]: float(alt["logprob"]) for alt in token.get("top_logprobs") or []}
+            rows.append([token["token"], float(token["logprob"]), _most_likely(top, top_k)])
         return rows
     tops = logprobs.get("top_logprobs") or [None] * len(logprobs["tokens"])
+    # llama.cpp hands numpy float32s, which JSON (and the cache) cannot hold
     return [
-        [token, logprob, _most_likely(dict(top or {}), top_k)]
+        [
+            token,
+            float(logprob),
+            _most_likely({alt: float(v) for alt, v in (top or {}).items()}, top_k),
+        ]
         for token, logprob, top in zip(
             logprobs["tokens"], logprobs["token_logprobs"], tops, strict=False
         )

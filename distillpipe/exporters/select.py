@@ -1,0 +1,78 @@
+"""Which responses of a record become training examples.
+
+The filter stage records its pick as ``selection: {chosen, rejected, by}``
+(indexes into ``responses``); without one the first sample is the answer.
+A DPO pair needs a real preference signal — a selection with a rejected
+sample — and is never invented: records without one are counted and skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from distillpipe.exporters.formats import Example
+
+NO_RESPONSE = "no response"
+NO_PREFERENCE = "no preference signal"
+SAME_TEXT = "chosen and rejected are the same text"
+
+
+@dataclass(slots=True)
+class Picked:
+    sample: int
+    example: Example
+    rejected_sample: int | None = None
+
+
+def _index(value: Any, responses: list[dict[str, Any]]) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value < len(responses) else None
+
+
+def _text(responses: list[dict[str, Any]], index: int) -> str:
+    return (responses[index].get("text") or "").strip()
+
+
+def chosen_index(record: dict[str, Any]) -> int:
+    selection = record.get("selection") or {}
+    chosen = _index(selection.get("chosen"), record.get("responses") or [])
+    return 0 if chosen is None else chosen
+
+
+def _example(record: dict[str, Any], system: str | None, response: str, rejected=None) -> Example:
+    return Example(
+        system=system,
+        instruction=record["instruction"],
+        input=record.get("input") or "",
+        response=response,
+        rejected=rejected,
+    )
+
+
+def pick_sft(
+    record: dict[str, Any], system: str | None, all_samples: bool
+) -> tuple[list[Picked], str | None]:
+    """The examples a record gives an SFT format, or why it gives none."""
+    responses = record.get("responses") or []
+    indexes = range(len(responses)) if all_samples else [chosen_index(record)]
+    texts = ((i, _text(responses, i)) for i in indexes if i < len(responses))
+    picked = [Picked(i, _example(record, system, text)) for i, text in texts if text]
+    return picked, (None if picked else NO_RESPONSE)
+
+
+def pick_preference(record: dict[str, Any], system: str | None) -> tuple[list[Picked], str | None]:
+    """The (chosen, rejected) pair of a record with a real preference signal."""
+    responses = record.get("responses") or []
+    selection = record.get("selection") or {}
+    chosen = _index(selection.get("chosen"), responses)
+    rejected = _index(selection.get("rejected"), responses)
+    if chosen is None or rejected is None or chosen == rejected:
+        return [], NO_PREFERENCE
+    chosen_text, rejected_text = _text(responses, chosen), _text(responses, rejected)
+    if not chosen_text or not rejected_text:
+        return [], NO_RESPONSE
+    if chosen_text == rejected_text:
+        return [], SAME_TEXT
+    return [Picked(chosen, _example(record, system, chosen_text, rejected_text), rejected)], None

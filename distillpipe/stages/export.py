@@ -1,0 +1,242 @@
+"""The ``export`` stage: records → a training dataset in a directory.
+
+    <dir>/train.jsonl, validation.jsonl     rows in the configured format
+    <dir>/<split>.logprobs.jsonl            the teacher's logprobs, line-aligned (optional)
+    <dir>/data/<split>-00000-of-00001.parquet, <dir>/hf/   Parquet, save_to_disk (optional)
+    <dir>/README.md                         the dataset card
+    <dir>/export.json                       what was written, and what was skipped and why
+
+The export is a pure function of the input records and the config: the order
+comes from ``config.seed`` and record ids, never from the clock. Under
+``distillpipe run`` the directory is ``<run_dir>/export/`` and the stage's
+JSONL output holds every exported row (train, then validation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import orjson
+
+from distillpipe.config import Config, ExportConfig
+from distillpipe.errors import InputError
+from distillpipe.exporters import card, hf
+from distillpipe.exporters.formats import FORMATS, PREFERENCE_FORMATS
+from distillpipe.exporters.logprobs import sidecar_row
+from distillpipe.exporters.select import pick_preference, pick_sft
+from distillpipe.io import atomic_write_bytes, write_jsonl
+from distillpipe.stages.base import Record, StageContext
+from distillpipe.stages.generate import system_prompt_for
+
+SUMMARY = "export.json"
+
+
+@dataclass
+class Exported:
+    """The rows of each split, their logprobs sidecars and what was skipped."""
+
+    records_in: int = 0
+    splits: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    sidecars: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    skipped: Counter[str] = field(default_factory=Counter)
+    teacher_models: list[str] = field(default_factory=list)
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        for rows in self.splits.values():
+            yield from rows
+
+    def stats(self, section: ExportConfig) -> dict[str, Any]:
+        return {
+            "format": section.format,
+            "records": self.records_in,
+            "rows": {split: len(rows) for split, rows in self.splits.items()},
+            "skipped": dict(sorted(self.skipped.items())),
+        }
+
+
+def shuffle_key(seed: int, record: Record) -> bytes:
+    return hashlib.sha256(f"{seed}:export:{record['id']}".encode()).digest()
+
+
+def validation_size(section: ExportConfig, total: int) -> int:
+    value = section.validation
+    count = round(value * total) if isinstance(value, float) and value < 1 else int(value)
+    return min(count, total)
+
+
+@dataclass(slots=True)
+class _Kept:
+    """One exported record, reduced to its rows: full records are not held in memory."""
+
+    key: bytes
+    position: int
+    rows: list[dict[str, Any]]
+    sidecars: list[dict[str, Any]]
+
+
+def build_export(records: Iterable[Record], config: Config) -> Exported:
+    """Select, order, cap and split: everything but writing. One pass over the records."""
+    section = config.export_section
+    to_row = FORMATS[section.format]
+    result = Exported()
+    models: set[str] = set()
+    kept: list[_Kept] = []
+    for position, record in enumerate(records):
+        result.records_in += 1
+        models.update(r.get("model") or "" for r in record.get("responses") or [])
+        system = system_prompt_for(record, config) if section.system_prompt else None
+        if section.format in PREFERENCE_FORMATS:
+            picked, reason = pick_preference(record, system)
+        else:
+            picked, reason = pick_sft(record, system, section.responses == "all")
+        if reason is not None:
+            result.skipped[reason] += 1
+            continue
+        kept.append(
+            _Kept(
+                shuffle_key(config.seed, record) if section.shuffle else b"",
+                position,
+                [to_row(p.example, section.conversational) for p in picked],
+                [sidecar_row(record, p.sample) for p in picked] if section.logprobs else [],
+            )
+        )
+    result.teacher_models = sorted(models - {""})
+    kept.sort(key=lambda item: (item.key, item.position))
+    if section.max_records is not None and len(kept) > section.max_records:
+        result.skipped["over max_records"] += len(kept) - section.max_records
+        del kept[section.max_records :]
+    n_validation = validation_size(section, len(kept))
+    parts = {"train": kept[: len(kept) - n_validation]}
+    if section.validation:
+        parts["validation"] = kept[len(kept) - n_validation :]
+    for split, items in parts.items():
+        result.splits[split] = [row for item in items for row in item.rows]
+        result.sidecars[split] = [row for item in items for row in item.sidecars]
+    return result
+
+
+def write_export(
+    exported: Exported, config: Config, target: Path, manifest: dict[str, Any] | None
+) -> list[str]:
+    """Write the export directory next to ``target`` and swap it into place."""
+    section = config.export_section
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        files = _write_files(exported, config, section, staging, manifest)
+        _replace_dir(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if section.push_to_hub:
+        hf.push_to_hub(exported.splits, section.push_to_hub, section.private)
+    return files
+
+
+def _write_files(
+    exported: Exported,
+    config: Config,
+    section: ExportConfig,
+    directory: Path,
+    manifest: dict[str, Any] | None,
+) -> list[str]:
+    files: list[tuple[str, int | None]] = []
+    for split, rows in exported.splits.items():
+        write_jsonl(directory / f"{split}.jsonl", rows)
+        files.append((f"{split}.jsonl", len(rows)))
+        if section.logprobs and section.format not in PREFERENCE_FORMATS:
+            write_jsonl(directory / f"{split}.logprobs.jsonl", exported.sidecars[split])
+            files.append((f"{split}.logprobs.jsonl", len(rows)))
+    parquet: list[tuple[str, str]] = []
+    if section.parquet or section.save_to_disk:
+        with _quiet_datasets():
+            if section.parquet:
+                parquet = hf.write_parquet(exported.splits, directory)
+                files += [(path, None) for _, path in parquet]
+            if section.save_to_disk:
+                files.append((hf.save_to_disk(exported.splits, directory) + "/", None))
+    if section.dataset_card:
+        facts = card.CardFacts(
+            records_in=exported.records_in,
+            splits={split: len(rows) for split, rows in exported.splits.items()},
+            skipped=dict(exported.skipped),
+            files=files,
+            teacher_models=exported.teacher_models,
+            parquet_files=parquet,
+            manifest=manifest,
+        )
+        rendered = card.render_card(config, section.format, facts)
+        atomic_write_bytes(directory / "README.md", rendered.encode())
+        files.append(("README.md", None))
+    summary = {**exported.stats(section), "files": [name for name, _ in files]}
+    atomic_write_bytes(directory / SUMMARY, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    return [name for name, _ in files]
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """No progress bars from ``datasets`` while it writes (stderr is ours)."""
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Only an empty folder or an earlier export is replaced; anything else is the user's."""
+    if target.exists():
+        if not target.is_dir() or not _holds_only_an_export(target):
+            raise InputError(
+                f"{target}: exists and is not a distillpipe export; choose another output"
+            )
+        shutil.rmtree(target)
+    staging.rename(target)
+
+
+def _holds_only_an_export(directory: Path) -> bool:
+    """Empty, or nothing but the files an earlier export's summary lists."""
+    entries = {entry.name for entry in directory.iterdir()}
+    if not entries:
+        return True
+    try:
+        summary = orjson.loads((directory / SUMMARY).read_bytes())
+        written = {str(name).split("/")[0] for name in summary["files"]}
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        return False
+    return entries <= written | {SUMMARY}
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    from distillpipe.runner import MANIFEST
+
+    path = run_dir / MANIFEST
+    return orjson.loads(path.read_bytes()) if path.is_file() else None
+
+
+class ExportStage:
+    name: ClassVar[str] = "export"
+    section: ClassVar[str] = "export"
+    config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "generate", "export")
+
+    def run(self, records: Iterator[Record], ctx: StageContext) -> Iterator[Record]:
+        config = ctx.config
+        exported = build_export(records, config)
+        if ctx.output_path is not None:
+            run_dir = ctx.output_path.parent
+            directory = run_dir / ctx.output_path.name.removesuffix(".jsonl")
+            write_export(exported, config, directory, read_manifest(run_dir))
+        ctx.stats["export"] = exported.stats(config.export_section)
+        yield from exported.rows()
