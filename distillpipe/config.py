@@ -74,6 +74,19 @@ class GenerateConfig(SamplingConfig):
     batch_size: int = Field(64, ge=1, description="records resolved per dispatch batch")
 
 
+class PriceConfig(StrictModel):
+    input: float = Field(ge=0, description="USD per million prompt tokens")
+    output: float = Field(ge=0, description="USD per million completion tokens")
+    batch_discount: float = Field(0.5, gt=0, le=1, description="price factor in batch mode")
+
+
+class CostConfig(StrictModel):
+    prices: dict[str, PriceConfig] = Field(
+        default_factory=dict, description="model-name prefix -> price; overrides the built-ins"
+    )
+    max_cost: float | None = Field(None, gt=0, description="USD; same as --max-cost")
+
+
 class Config(StrictModel):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
     seed: int = 0
@@ -82,6 +95,7 @@ class Config(StrictModel):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     teacher: SerializeAsAny[TeacherOptions]
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
 
     _secrets: frozenset[str] = PrivateAttr(default=frozenset())
 

@@ -36,6 +36,7 @@ class DispatchStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     teacher_seconds: float = 0.0
+    cost_usd: float = 0.0
 
     def __add__(self, other: DispatchStats) -> DispatchStats:
         merged = (getattr(self, f.name) + getattr(other, f.name) for f in fields(self))
@@ -69,6 +70,7 @@ class Dispatcher:
     config_seed: int = 0
     stats: DispatchStats = field(default_factory=DispatchStats)
     on_call_done: Callable[[Completion, bool], None] | None = None
+    price: Callable[[Completion], float] | None = None
 
     def calls_for(self, request: Request) -> list[Call]:
         calls = []
@@ -141,6 +143,8 @@ class Dispatcher:
     def _count(self, completion: Completion, *, cached: bool) -> None:
         self.stats.prompt_tokens += completion.prompt_tokens
         self.stats.completion_tokens += completion.completion_tokens
+        if not cached and self.price is not None:
+            self.stats.cost_usd += self.price(completion)
         if self.on_call_done is not None:
             self.on_call_done(completion, cached)
 

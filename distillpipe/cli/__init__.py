@@ -13,6 +13,7 @@ import sys
 import typer
 
 from distillpipe.cli import cache, config
+from distillpipe.cli.estimate import estimate
 from distillpipe.cli.generate import generate
 from distillpipe.cli.run import run
 from distillpipe.errors import DistillpipeError
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 app.command()(run)
 app.command()(generate)
+app.command()(estimate)
 app.add_typer(config.app, name="config")
 app.add_typer(cache.app, name="cache")
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from distillpipe.cli.common import (
     ConfigOption,
     InputOption,
+    MaxCostOption,
     OutputOption,
     QuietOption,
     SetOption,
+    budget_for,
     load,
     mode_for,
     summary,
@@ -23,10 +25,18 @@ def generate(
     output: OutputOption = "-",
     set: SetOption = None,
     quiet: QuietOption = False,
+    max_cost: MaxCostOption = None,
 ) -> None:
     """Ask the teacher for n responses per record (cached, resumable)."""
     resolved = load(config, set)
     mode = mode_for(quiet)
-    result = run_stage(stage_named("generate"), resolved, input, output, progress_mode=mode)
+    result = run_stage(
+        stage_named("generate"),
+        resolved,
+        input,
+        output,
+        progress_mode=mode,
+        budget=budget_for(resolved, max_cost),
+    )
     warn_if_empty(result, input, output, mode)
     summary([(result, False)], mode)

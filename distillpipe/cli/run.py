@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from distillpipe.cli.common import QuietOption, SetOption, load, mode_for, summary
+from distillpipe.cli.common import (
+    MaxCostOption,
+    QuietOption,
+    SetOption,
+    budget_for,
+    load,
+    mode_for,
+    summary,
+)
 from distillpipe.errors import ConfigError
 from distillpipe.progress import message
 from distillpipe.runner import run_pipeline
@@ -24,6 +32,7 @@ def run(
     ] = None,
     to_stage: Annotated[str | None, typer.Option("--to", help="Stop after this stage.")] = None,
     quiet: QuietOption = False,
+    max_cost: MaxCostOption = None,
 ) -> None:
     """Run every configured stage; finished stages whose inputs and config match are skipped."""
     resolved = load(config, set)
@@ -35,7 +44,13 @@ def run(
         raise ConfigError(f"{config}: input: no such file: {input_path}")
     target = run_dir or Path(resolved.run_dir) / resolved.name
     results = run_pipeline(
-        resolved, target, input_path, from_stage=from_stage, to_stage=to_stage, progress_mode=mode
+        resolved,
+        target,
+        input_path,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        progress_mode=mode,
+        budget=budget_for(resolved, max_cost),
     )
     summary(results, mode)
     message(mode, f"run directory: {target}")
