@@ -21,7 +21,7 @@ from distillpipe.cache import ResponseCache
 from distillpipe.config import Config
 from distillpipe.dispatch import Dispatcher
 from distillpipe.io import JsonlWriter
-from distillpipe.progress import Mode
+from distillpipe.progress import Mode, message
 from distillpipe.teachers.base import Teacher, teacher_class
 from distillpipe.teachers.cost import BudgetGuard, Price, is_batch, price_for_teacher
 
@@ -72,6 +72,7 @@ class StageContext:
             self.budget.attach(teacher, price)
             teacher.budget = self.budget  # type: ignore[attr-defined]
         teacher.state_dir = self.state_dir  # type: ignore[attr-defined]
+        teacher.report = lambda text: message(self.progress_mode, text)  # type: ignore[attr-defined]
 
     def reject(self, record: Record, *, filter: str, reason: str, score: Any = None) -> None:
         """Send a record to the rejected file: never dropped, always with its reason."""

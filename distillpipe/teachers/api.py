@@ -33,6 +33,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from distillpipe.errors import (
     BudgetExceededError,
+    FatalTeacherError,
     MissingApiKeyError,
     RetryableTeacherError,
 )
@@ -53,6 +54,7 @@ class ApiOptions(TeacherOptions):
     tpm: int | None = Field(None, ge=1, description="client-side tokens per minute")
     timeout: float = Field(120.0, gt=0, description="seconds per request")
     max_retries: int = Field(6, ge=0)
+    retry_backoff: float = Field(0.5, gt=0, description="seconds before the first retry")
     headers: dict[str, str] = Field(default_factory=dict)
     poll_interval: float = Field(30.0, gt=0, description="batch mode: seconds between polls")
 
@@ -78,6 +80,8 @@ class ApiTeacher(Teacher):
         self._session: aiohttp.ClientSession | None = None
         self._concurrency = AdaptiveConcurrency(options.concurrency)
         self._rate = RateLimiter(options.rpm, options.tpm)
+        self._wait = wait_retry_after_or_backoff(options.retry_backoff)
+        self._fatal: FatalTeacherError | None = None
 
     def _find_key(self) -> str | None:
         if self.options.api_key is not None:
@@ -157,10 +161,15 @@ class ApiTeacher(Teacher):
         payload = orjson.dumps(self.body(call))
         reserved = self.budget.reserve(call, len(payload)) if self.budget is not None else 0.0
         try:
-            await self._rate.acquire(len(payload) // 4 + call.request.params.max_tokens)
             await self._concurrency.acquire()
             try:
+                if self._fatal is not None:  # one fatal answer stops every call still queued
+                    raise self._fatal
+                await self._rate.acquire(len(payload) // 4 + call.request.params.max_tokens)
                 completion = await self._with_retries(call, payload)
+            except FatalTeacherError as exc:
+                self._fatal = self._fatal or exc
+                raise
             finally:
                 self._concurrency.release()
         except BaseException:
@@ -176,7 +185,7 @@ class ApiTeacher(Teacher):
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(RetryableTeacherError),
             stop=stop_after_attempt(self.options.max_retries + 1),
-            wait=wait_retry_after_or_backoff(),
+            wait=self._wait,
             before_sleep=self._count_retry,
             reraise=True,
         ):

@@ -76,11 +76,11 @@ class AdaptiveConcurrency:
 
 
 class TokenBucket:
-    """``rate_per_minute`` units refilled continuously; capacity one minute's worth."""
+    """``rate_per_minute`` units refilled continuously; bursts of one second's worth."""
 
     def __init__(self, rate_per_minute: float) -> None:
-        self.capacity = float(rate_per_minute)
         self.per_second = rate_per_minute / 60.0
+        self.capacity = max(1.0, self.per_second)
         self.level = self.capacity
         self._stamp = time.monotonic()
 

@@ -17,17 +17,18 @@ from distillpipe.errors import FatalTeacherError, RetryableTeacherError, Teacher
 
 _RETRYABLE_STATUS = {408, 409, 429}
 _CONTEXT_LENGTH_MARKERS = ("context_length_exceeded", "context length", "prompt is too long")
-_backoff = wait_exponential_jitter(initial=0.5, max=30.0, jitter=0.5)
 MAX_SERVER_WAIT = 120.0
 
 
-def wait_retry_after_or_backoff():
+def wait_retry_after_or_backoff(initial: float = 0.5):
+    backoff = wait_exponential_jitter(multiplier=initial, max=30.0, jitter=initial)
+
     def wait(state: RetryCallState) -> float:
         outcome = state.outcome
         error = outcome.exception() if outcome is not None else None
         if isinstance(error, RetryableTeacherError) and error.retry_after is not None:
             return min(error.retry_after, MAX_SERVER_WAIT)
-        return _backoff(state)
+        return backoff(state)
 
     return wait
 
