@@ -49,6 +49,7 @@ class FaultServer:
         self.batches: dict[str, dict[str, Any]] = {}
         self.batch_items_seen: Counter[str] = Counter()
         self.rate_limit_headers: dict[str, str] = {}
+        self.received: list[dict[str, Any]] = []  # bodies answered by /v1/messages
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -178,7 +179,12 @@ class FaultServer:
         if (fault := await self._fault_for(request, raw)) is not None:
             return fault
         self._count_answer(raw)
-        return _json(anthropic_answer(orjson.loads(raw)), self.rate_limit_headers)
+        body = orjson.loads(raw)
+        self.received.append({"headers": dict(request.headers), "body": body})
+        if self.fault == "refusal":
+            answer = {**anthropic_answer(body), "stop_reason": "refusal", "content": []}
+            return _json(answer)
+        return _json(anthropic_answer(body), self.rate_limit_headers)
 
     # -- OpenAI files and batches -------------------------------------------
 
