@@ -107,14 +107,17 @@ class Dispatcher:
         to_requests: Callable[[T], list[Request]],
         *,
         batch_size: int,
-        batches_in_flight: int = 2,
+        batches_in_flight: int | None = None,
     ) -> AsyncIterator[tuple[T, list[list[Completion]]]]:
         """Yield ``(item, completions per request)`` in input order.
 
         Items are taken in batches; up to ``batches_in_flight`` batches are
-        resolved at once so the teacher never idles while a batch's slowest
-        call finishes. Memory is bounded by the window, not the input.
+        resolved at once (default: enough for twice the teacher's concurrency)
+        so the teacher never idles while a batch's slowest call finishes.
+        Memory is bounded by the window, not the input.
         """
+        if batches_in_flight is None:  # enough batches to keep every teacher slot busy, twice
+            batches_in_flight = max(2, -(-2 * self.teacher.concurrency // batch_size))
         pending: asyncio.Queue[asyncio.Task[Any] | None] = asyncio.Queue(batches_in_flight)
 
         async def produce() -> None:

@@ -433,7 +433,13 @@ def main() -> None:
     except ImportError:
         pass
     web.run_app(
-        server.app(), host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=4096
+        server.app(),
+        host="127.0.0.1",
+        port=args.port,
+        access_log=None,
+        print=None,
+        backlog=4096,
+        reuse_port=True,  # several processes may serve one port (the benchmark)
     )
 
 

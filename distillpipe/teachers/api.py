@@ -80,7 +80,7 @@ class ApiTeacher(Teacher):
         self._session: aiohttp.ClientSession | None = None
         self._concurrency = AdaptiveConcurrency(options.concurrency)
         self._rate = RateLimiter(options.rpm, options.tpm)
-        self._wait = wait_retry_after_or_backoff(options.retry_backoff)
+        self._wait = wait_retry_after_or_backoff(options.retry_backoff, offset=1)
         self._fatal: FatalTeacherError | None = None
 
     def _find_key(self) -> str | None:
@@ -182,9 +182,16 @@ class ApiTeacher(Teacher):
         return completion
 
     async def _with_retries(self, call: Call, payload: bytes) -> Completion:
+        try:  # the first attempt skips tenacity's machinery: most calls need no retry
+            return await self._post_once(call, payload)
+        except RetryableTeacherError as first:
+            if self.options.max_retries == 0:
+                raise
+            await asyncio.sleep(self._wait.first(first))
+            self.retries += 1
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(RetryableTeacherError),
-            stop=stop_after_attempt(self.options.max_retries + 1),
+            stop=stop_after_attempt(self.options.max_retries),
             wait=self._wait,
             before_sleep=self._count_retry,
             reraise=True,

@@ -8,6 +8,7 @@ gives one, else exponential backoff with jitter.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import orjson
@@ -20,17 +21,38 @@ _CONTEXT_LENGTH_MARKERS = ("context_length_exceeded", "context length", "prompt 
 MAX_SERVER_WAIT = 120.0
 
 
-def wait_retry_after_or_backoff(initial: float = 0.5):
-    backoff = wait_exponential_jitter(multiplier=initial, max=30.0, jitter=initial)
+class RetryWait:
+    """Tenacity's wait: the server's Retry-After when it gives one, else exponential
+    backoff with jitter. ``offset`` shifts the attempt count for retries that
+    begin after an attempt made outside tenacity."""
 
-    def wait(state: RetryCallState) -> float:
+    def __init__(self, initial: float = 0.5, offset: int = 0) -> None:
+        self.offset = offset
+        self.backoff = wait_exponential_jitter(multiplier=initial, max=30.0, jitter=initial)
+
+    def __call__(self, state: RetryCallState) -> float:
         outcome = state.outcome
         error = outcome.exception() if outcome is not None else None
         if isinstance(error, RetryableTeacherError) and error.retry_after is not None:
             return min(error.retry_after, MAX_SERVER_WAIT)
-        return backoff(state)
+        if self.offset:
+            state = copy.copy(state)
+            state.attempt_number += self.offset
+        return self.backoff(state)
 
-    return wait
+    def first(self, error: RetryableTeacherError) -> float:
+        """The wait after a first attempt made outside tenacity."""
+        if error.retry_after is not None:
+            return min(error.retry_after, MAX_SERVER_WAIT)
+        return self.backoff(_FirstAttempt())
+
+
+class _FirstAttempt:
+    attempt_number = 1
+
+
+def wait_retry_after_or_backoff(initial: float = 0.5, offset: int = 0) -> RetryWait:
+    return RetryWait(initial, offset)
 
 
 def classify_status(status: int, body: bytes, headers: Any, request_id: str) -> TeacherError:
