@@ -8,6 +8,7 @@ and CPU seconds per request of the client process.
 
 - distillpipe: the whole ``generate`` stage (JSONL in and out, request
   building, cache keys, SQLite cache writes, progress) on an openai teacher;
+- a bare aiohttp loop (prebuilt bodies, nothing else): the floor;
 - the SDK: ``AsyncOpenAI.chat.completions.create`` under a semaphore, its
   keep-alive pool raised to 2 x in-flight.
 
@@ -134,6 +135,29 @@ def run_sdk(base_url: str, count: int, in_flight: int) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def run_bare_aiohttp(base_url: str, count: int, in_flight: int) -> tuple[float, float]:
+    """The floor: one aiohttp session posting prebuilt bodies, nothing else."""
+    import aiohttp
+
+    async def main() -> None:
+        connector = aiohttp.TCPConnector(limit=in_flight)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            semaphore = asyncio.Semaphore(in_flight)
+
+            async def one(prompt: str) -> None:
+                body = orjson.dumps(
+                    {"model": "m", "messages": [{"role": "user", "content": prompt}]}
+                )
+                async with semaphore, session.post(f"{base_url}/chat/completions", data=body) as r:
+                    assert orjson.loads(await r.read())["choices"]
+
+            await asyncio.gather(*(one(p) for p in prompts(count)))
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    asyncio.run(main())
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20_000)
@@ -153,6 +177,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="dp-bench-api-") as work:
             os.environ["DISTILLPIPE_CACHE_DIR"] = work
             dp_wall, dp_cpu = run_distillpipe(base_url, args.requests, args.in_flight, Path(work))
+        bare_wall, bare_cpu = run_bare_aiohttp(base_url, args.requests, args.in_flight)
         sdk_wall, sdk_cpu = run_sdk(base_url, sdk_requests, args.in_flight)
     finally:
         for process in endpoint:
@@ -160,11 +185,13 @@ def main() -> None:
             process.wait()
 
     dp_rate, sdk_rate = args.requests / dp_wall, sdk_requests / sdk_wall
+    bare_rate = args.requests / bare_wall
     print(f"endpoint: {args.latency * 1000:.0f} ms latency, {args.endpoint_workers} processes; "
           f"{args.in_flight} in flight; ideal {ideal:,.0f} requests/s; {os.cpu_count()} CPUs, "
           f"load average before the run {load:.1f}")  # fmt: skip
     for name, count, rate, cpu in (
         ("distillpipe generate", args.requests, dp_rate, dp_cpu),
+        ("bare aiohttp loop", args.requests, bare_rate, bare_cpu),
         ("openai SDK", sdk_requests, sdk_rate, sdk_cpu),
     ):
         print(

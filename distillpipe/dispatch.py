@@ -126,7 +126,13 @@ class Dispatcher:
                     requests = [to_requests(item) for item in batch]
                     flat = [request for group in requests for request in group]
                     task = asyncio.ensure_future(self.resolve(flat))
-                    await pending.put(_with_batch(task, batch, requests))
+                    grouped = _with_batch(task, batch, requests)
+                    try:
+                        await pending.put(grouped)
+                    except asyncio.CancelledError:
+                        grouped.cancel()
+                        grouped.add_done_callback(_retrieve)
+                        raise
             finally:
                 await pending.put(None)
 
@@ -142,6 +148,7 @@ class Dispatcher:
                 leftover = pending.get_nowait()
                 if leftover is not None:
                     leftover.cancel()
+                    leftover.add_done_callback(_retrieve)  # its error was superseded
 
     def _count(self, completion: Completion, *, cached: bool) -> None:
         self.stats.prompt_tokens += completion.prompt_tokens
@@ -150,6 +157,11 @@ class Dispatcher:
             self.stats.cost_usd += self.price(completion)
         if self.on_call_done is not None:
             self.on_call_done(completion, cached)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _with_batch(

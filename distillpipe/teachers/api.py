@@ -210,8 +210,13 @@ class ApiTeacher(Teacher):
             async for item in run_batches(self, calls):
                 yield item
             return
-        async for item in run_concurrently(self.complete, calls):
+        async for item in run_concurrently(self.complete, calls, self._drained):
             yield item
+
+    async def _drained(self) -> None:
+        """Wait until no call of this teacher is in flight (any dispatch batch's)."""
+        while self._concurrency.in_flight:
+            await asyncio.sleep(0.01)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -219,12 +224,14 @@ class ApiTeacher(Teacher):
             self._session = None
 
 
-async def run_concurrently(complete: Any, calls: Sequence[Call]) -> AsyncIterator[Any]:
+async def run_concurrently(
+    complete: Any, calls: Sequence[Call], drained: Any = None
+) -> AsyncIterator[Any]:
     """Yield ``(call, completion)`` as calls finish.
 
     A fatal error cancels the rest at once. A budget stop lets the calls
-    already in flight finish (they are paid for, and the cache keeps them),
-    then raises.
+    already in flight finish, this batch's and (``drained``) the other
+    batches', since they are paid for and the cache keeps them; then raises.
     """
 
     async def one(call: Call) -> tuple[Call, Completion]:
@@ -239,6 +246,8 @@ async def run_concurrently(complete: Any, calls: Sequence[Call]) -> AsyncIterato
             except BudgetExceededError as exc:
                 budget_stop = budget_stop or exc
         if budget_stop is not None:
+            if drained is not None:
+                await drained()
             raise budget_stop
     finally:
         for task in tasks:

@@ -51,6 +51,7 @@ def test_the_budget_guard_stops_before_the_limit_and_the_run_resumes(
     fault_server: FaultServer, tmp_path: Path
 ):
     config = expensive_config(fault_server)
+    config.generate.batch_size = 3  # several dispatch batches in flight when the guard trips
     guard = BudgetGuard(0.2)
     with pytest.raises(BudgetExceededError, match=r"--max-cost 0\.2 USD reached"):
         generate(config, tmp_path, RECORDS, budget=guard)
