@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fault_server import FaultServer
 
 from distillpipe.models import embedded_gguf_path
 
@@ -102,3 +103,13 @@ def small_llamacpp_config(**generate: object) -> dict:
 def cli_env(private_cache_dir: Path) -> dict[str, str]:
     """Environment for running ``distillpipe`` as a subprocess with the private cache."""
     return {**os.environ, "DISTILLPIPE_CACHE_DIR": str(private_cache_dir)}
+
+
+@pytest.fixture
+def fault_server() -> Iterator[FaultServer]:
+    """tests/fault_server.py on loopback (OpenAI + Anthropic wire formats, faults on demand)."""
+    server = FaultServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import api_config, generate
+from api_runs import api_config, generate
 from fault_server import FaultServer
 
 from distillpipe.dispatch import Dispatcher

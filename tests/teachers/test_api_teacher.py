@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import api_config, generate
+from api_runs import api_config, generate
 from fault_server import FaultServer
 
 from distillpipe.errors import FatalTeacherError
@@ -152,3 +152,11 @@ def test_the_api_key_reaches_no_output_cache_or_stats(
         if path.is_file():
             assert b"sk-test-secret" not in path.read_bytes(), path
     assert "sk-test-secret" not in repr(result.stats)
+
+
+def test_retry_after_is_honoured_over_the_backoff(fault_server: FaultServer, tmp_path: Path):
+    fault_server.set_fault("429", times=1, retry_after="1")
+    started = time.monotonic()
+    generate(api_config(fault_server, retry_backoff=0.01), tmp_path, 2)
+    assert time.monotonic() - started >= 1.0
+    assert set(fault_server.attempts.values()) == {2}

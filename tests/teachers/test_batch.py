@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-from conftest import api_config, generate, write_records
+from api_runs import api_config, generate, write_records
 from fault_server import FaultServer
 
 from distillpipe.errors import FatalTeacherError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import api_config, generate, write_records
+from api_runs import api_config, generate, write_records
 from fault_server import FaultServer
 
 from distillpipe.config import PriceConfig

@@ -1,27 +1,20 @@
-"""Fixtures for the API teachers: the fault-injection server and a generate run against it."""
+"""Helpers for the API teacher tests: a config aimed at the fault server, a generate run.
+
+(Not a conftest.py: test modules import the root conftest by name, and a second
+conftest module would shadow it.)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from fault_server import FaultServer
 
 from distillpipe.config import ConfigSource, parse_config
 from distillpipe.runner import StageResult, run_stage
 from distillpipe.stages import stage_named
-
-
-@pytest.fixture
-def fault_server() -> Iterator[FaultServer]:
-    server = FaultServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def write_records(path: Path, count: int) -> Path:
