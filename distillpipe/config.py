@@ -219,6 +219,19 @@ class ExportConfig(StrictModel):
         return int(value) if isinstance(value, float) and value >= 1 else value
 
 
+class PriceConfig(StrictModel):
+    input: float = Field(ge=0, description="USD per million prompt tokens")
+    output: float = Field(ge=0, description="USD per million completion tokens")
+    batch_discount: float = Field(0.5, gt=0, le=1, description="price factor in batch mode")
+
+
+class CostConfig(StrictModel):
+    prices: dict[str, PriceConfig] = Field(
+        default_factory=dict, description="model-name prefix -> price; overrides the built-ins"
+    )
+    max_cost: float | None = Field(None, gt=0, description="USD; same as --max-cost")
+
+
 class Config(StrictModel):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
     seed: int = 0
@@ -234,6 +247,7 @@ class Config(StrictModel):
     )
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     export: ExportConfig | None = None
+    cost: CostConfig = Field(default_factory=CostConfig)
 
     _secrets: frozenset[str] = PrivateAttr(default=frozenset())
 

@@ -36,6 +36,7 @@ class DispatchStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     teacher_seconds: float = 0.0
+    cost_usd: float = 0.0
 
     def __add__(self, other: DispatchStats) -> DispatchStats:
         merged = (getattr(self, f.name) + getattr(other, f.name) for f in fields(self))
@@ -69,6 +70,7 @@ class Dispatcher:
     config_seed: int = 0
     stats: DispatchStats = field(default_factory=DispatchStats)
     on_call_done: Callable[[Completion, bool], None] | None = None
+    price: Callable[[Completion], float] | None = None
 
     def calls_for(self, request: Request) -> list[Call]:
         calls = []
@@ -105,14 +107,17 @@ class Dispatcher:
         to_requests: Callable[[T], list[Request]],
         *,
         batch_size: int,
-        batches_in_flight: int = 2,
+        batches_in_flight: int | None = None,
     ) -> AsyncIterator[tuple[T, list[list[Completion]]]]:
         """Yield ``(item, completions per request)`` in input order.
 
         Items are taken in batches; up to ``batches_in_flight`` batches are
-        resolved at once so the teacher never idles while a batch's slowest
-        call finishes. Memory is bounded by the window, not the input.
+        resolved at once (default: enough for twice the teacher's concurrency)
+        so the teacher never idles while a batch's slowest call finishes.
+        Memory is bounded by the window, not the input.
         """
+        if batches_in_flight is None:  # enough batches to keep every teacher slot busy, twice
+            batches_in_flight = max(2, -(-2 * self.teacher.concurrency // batch_size))
         pending: asyncio.Queue[asyncio.Task[Any] | None] = asyncio.Queue(batches_in_flight)
 
         async def produce() -> None:
@@ -121,7 +126,13 @@ class Dispatcher:
                     requests = [to_requests(item) for item in batch]
                     flat = [request for group in requests for request in group]
                     task = asyncio.ensure_future(self.resolve(flat))
-                    await pending.put(_with_batch(task, batch, requests))
+                    grouped = _with_batch(task, batch, requests)
+                    try:
+                        await pending.put(grouped)
+                    except asyncio.CancelledError:
+                        grouped.cancel()
+                        grouped.add_done_callback(_retrieve)
+                        raise
             finally:
                 await pending.put(None)
 
@@ -137,12 +148,20 @@ class Dispatcher:
                 leftover = pending.get_nowait()
                 if leftover is not None:
                     leftover.cancel()
+                    leftover.add_done_callback(_retrieve)  # its error was superseded
 
     def _count(self, completion: Completion, *, cached: bool) -> None:
         self.stats.prompt_tokens += completion.prompt_tokens
         self.stats.completion_tokens += completion.completion_tokens
+        if not cached and self.price is not None:
+            self.stats.cost_usd += self.price(completion)
         if self.on_call_done is not None:
             self.on_call_done(completion, cached)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _with_batch(

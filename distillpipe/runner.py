@@ -24,6 +24,7 @@ from distillpipe.io import STDIO, JsonlWriter, atomic_write_bytes, file_hash, re
 from distillpipe.progress import Mode, StageProgress
 from distillpipe.stages import STAGES
 from distillpipe.stages.base import Record, Stage, StageContext
+from distillpipe.teachers.cost import BudgetGuard
 
 MANIFEST = "manifest.json"
 
@@ -60,6 +61,8 @@ def run_stage(
     *,
     rejected_path: str | Path | None = None,
     progress_mode: Mode = "quiet",
+    budget: BudgetGuard | None = None,
+    state_dir: Path | None = None,
 ) -> StageResult:
     """Drain one stage from ``input_path`` into ``output_path`` (both atomic)."""
     result = StageResult(stage.name)
@@ -74,7 +77,14 @@ def run_stage(
 
     rejected = JsonlWriter(rejected_path) if rejected_path else None
     target = None if str(output_path) == STDIO else Path(output_path)
-    ctx = StageContext(config, progress_mode=progress_mode, rejected=rejected, output_path=target)
+    ctx = StageContext(
+        config,
+        progress_mode=progress_mode,
+        rejected=rejected,
+        output_path=target,
+        budget=budget,
+        state_dir=state_dir or _state_dir_for(output_path),
+    )
     progress = StageProgress(
         progress_mode, stage.name, count_lines(input_path), extra=lambda: _live(ctx)
     )
@@ -126,7 +136,18 @@ def _live(ctx: StageContext) -> str:
     if ctx._dispatcher is None:
         return ""
     stats = ctx._dispatcher.stats
-    return f"{stats.completion_tokens:,} tok, {stats.cache_hits:,} cached"
+    cost = f", ${stats.cost_usd:,.4f}" if ctx._dispatcher.price is not None else ""
+    return f"{stats.completion_tokens:,} tok, {stats.cache_hits:,} cached{cost}"
+
+
+def _state_dir_for(output_path: str | Path) -> Path:
+    """Where a stage run outside a run directory keeps its batch journal."""
+    if str(output_path) == STDIO:
+        from distillpipe.cache import default_cache_dir
+
+        return default_cache_dir() / "batches"
+    output = Path(output_path)
+    return output.parent / f".{output.name}.batches"
 
 
 def enabled_stages(config: Config) -> list[Stage]:
@@ -173,6 +194,7 @@ def run_pipeline(
     from_stage: str | None = None,
     to_stage: str | None = None,
     progress_mode: Mode = "quiet",
+    budget: BudgetGuard | None = None,
 ) -> list[tuple[StageResult, bool]]:
     """Run every enabled stage in order; returns (result, skipped) per stage."""
     from distillpipe.executors import executor_for  # the executors import this module
@@ -209,6 +231,8 @@ def run_pipeline(
                 output,
                 rejected_path=run_dir / f"{stage.name}.rejected.jsonl",
                 progress_mode=progress_mode,
+                budget=budget,
+                state_dir=run_dir / "batches",
             )
             manifest.record(
                 stage.name,

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fault_server import FaultServer
 from support import free_port, wait_for_http
 
 from distillpipe.models import embedded_gguf_path
@@ -62,3 +63,13 @@ def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 def cli_env(private_cache_dir: Path) -> dict[str, str]:
     """Environment for running ``distillpipe`` as a subprocess with the private cache."""
     return {**os.environ, "DISTILLPIPE_CACHE_DIR": str(private_cache_dir)}
+
+
+@pytest.fixture
+def fault_server() -> Iterator[FaultServer]:
+    """tests/fault_server.py on loopback (OpenAI + Anthropic wire formats, faults on demand)."""
+    server = FaultServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -12,6 +12,7 @@ from rich.table import Table
 from distillpipe.config import Config, load_config
 from distillpipe.progress import Mode, default_mode, message, stderr
 from distillpipe.runner import StageResult
+from distillpipe.teachers.cost import BudgetGuard
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The YAML config.")]
 InputOption = Annotated[str, typer.Option("--input", "-i", help="Input JSONL; - for stdin.")]
@@ -24,6 +25,14 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, n
 RejectedOption = Annotated[
     str | None,
     typer.Option(help="Rejected records JSONL. Default: <OUT>.rejected.jsonl (none for -o -)."),
+]
+MaxCostOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-cost",
+        min=0.0,
+        help="Stop before teacher calls would cost more than this many USD (resumable).",
+    ),
 ]
 
 
@@ -53,6 +62,12 @@ def load(
     return config
 
 
+def budget_for(config: Config, max_cost: float | None) -> BudgetGuard | None:
+    """--max-cost wins over the config's cost.max_cost."""
+    limit = max_cost if max_cost is not None else config.cost.max_cost
+    return BudgetGuard(limit) if limit is not None else None
+
+
 def mode_for(quiet: bool) -> Mode:
     return default_mode(quiet)
 
@@ -61,7 +76,9 @@ def summary(results: list[tuple[StageResult, bool]], mode: Mode) -> None:
     if mode == "quiet":
         return
     table = Table(title="distillpipe summary", title_justify="left")
-    columns = ("stage", "status", "in", "out", "rejected", "teacher calls", "cache hits", "tokens")
+    columns = (
+        "stage", "status", "in", "out", "rejected", "teacher calls", "cache hits", "tokens", "cost",
+    )  # fmt: skip
     for column in (*columns, "time"):
         table.add_column(column, justify="left" if column in ("stage", "status") else "right")
     for result, skipped in results:
@@ -77,7 +94,17 @@ def summary(results: list[tuple[StageResult, bool]], mode: Mode) -> None:
             f"{teacher.get('teacher_calls', 0):,}",
             f"{teacher.get('cache_hits', 0):,}",
             f"{tokens:,}",
+            f"${teacher.get('cost_usd', 0.0):,.4f}",
             f"{result.seconds:,.1f}s",
+        )
+    if len(results) > 1:
+        teachers = [result.stats.get("teacher", {}) for result, _ in results]
+        total_tokens = sum(
+            t.get("prompt_tokens", 0) + t.get("completion_tokens", 0) for t in teachers
+        )
+        total_cost = sum(t.get("cost_usd", 0.0) for t in teachers)
+        table.add_row(
+            "total", "", "", "", "", "", "", f"{total_tokens:,}", f"${total_cost:,.4f}", ""
         )
     stderr.print(table)
 

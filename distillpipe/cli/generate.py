@@ -6,9 +6,11 @@ from distillpipe.cli.common import (
     ConfigOption,
     ExecutorOption,
     InputOption,
+    MaxCostOption,
     OutputOption,
     QuietOption,
     SetOption,
+    budget_for,
     load,
     mode_for,
     summary,
@@ -25,12 +27,18 @@ def generate(
     set: SetOption = None,
     quiet: QuietOption = False,
     executor: ExecutorOption = None,
+    max_cost: MaxCostOption = None,
 ) -> None:
     """Ask the teacher for n responses per record (cached, resumable)."""
     resolved = load(config, set, executor)
     mode = mode_for(quiet)
     result = executor_for(resolved).run_stage(
-        stage_named("generate"), resolved, input, output, progress_mode=mode
+        stage_named("generate"),
+        resolved,
+        input,
+        output,
+        progress_mode=mode,
+        budget=budget_for(resolved, max_cost),
     )
     warn_if_empty(result, input, output, mode)
     summary([(result, False)], mode)

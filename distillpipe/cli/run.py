@@ -9,8 +9,10 @@ import typer
 
 from distillpipe.cli.common import (
     ExecutorOption,
+    MaxCostOption,
     QuietOption,
     SetOption,
+    budget_for,
     load,
     mode_for,
     summary,
@@ -33,6 +35,7 @@ def run(
     to_stage: Annotated[str | None, typer.Option("--to", help="Stop after this stage.")] = None,
     quiet: QuietOption = False,
     executor: ExecutorOption = None,
+    max_cost: MaxCostOption = None,
 ) -> None:
     """Run every configured stage; finished stages whose inputs and config match are skipped."""
     resolved = load(config, set, executor)
@@ -44,7 +47,13 @@ def run(
         raise ConfigError(f"{config}: input: no such file: {input_path}")
     target = run_dir or Path(resolved.run_dir) / resolved.name
     results = run_pipeline(
-        resolved, target, input_path, from_stage=from_stage, to_stage=to_stage, progress_mode=mode
+        resolved,
+        target,
+        input_path,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        progress_mode=mode,
+        budget=budget_for(resolved, max_cost),
     )
     summary(results, mode)
     for result, skipped in results:

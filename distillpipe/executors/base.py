@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from distillpipe.config import Config
 from distillpipe.progress import Mode
 from distillpipe.stages.base import Stage
+from distillpipe.teachers.cost import BudgetGuard
 
 if TYPE_CHECKING:
     from distillpipe.runner import StageResult
@@ -25,4 +26,6 @@ class Executor(Protocol):
         *,
         rejected_path: str | Path | None = None,
         progress_mode: Mode = "quiet",
+        budget: BudgetGuard | None = None,
+        state_dir: Path | None = None,
     ) -> StageResult: ...

@@ -9,6 +9,7 @@ from distillpipe.config import Config, ExecutorConfig
 from distillpipe.progress import Mode
 from distillpipe.runner import StageResult, run_stage
 from distillpipe.stages.base import Stage
+from distillpipe.teachers.cost import BudgetGuard
 
 
 class LocalExecutor:
@@ -26,6 +27,8 @@ class LocalExecutor:
         *,
         rejected_path: str | Path | None = None,
         progress_mode: Mode = "quiet",
+        budget: BudgetGuard | None = None,
+        state_dir: Path | None = None,
     ) -> StageResult:
         return run_stage(
             stage,
@@ -34,4 +37,6 @@ class LocalExecutor:
             output_path,
             rejected_path=rejected_path,
             progress_mode=progress_mode,
+            budget=budget,
+            state_dir=state_dir,
         )

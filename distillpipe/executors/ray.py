@@ -46,6 +46,7 @@ from distillpipe.io import STDIO, read_records
 from distillpipe.progress import Mode, StageProgress, message
 from distillpipe.runner import StageResult, run_stage
 from distillpipe.stages.base import Stage, build_teacher
+from distillpipe.teachers.cost import BudgetGuard
 
 _PLAN_CHUNK = 1000
 
@@ -127,10 +128,19 @@ class RayExecutor:
         *,
         rejected_path: str | Path | None = None,
         progress_mode: Mode = "quiet",
+        budget: BudgetGuard | None = None,
+        state_dir: Path | None = None,
     ) -> StageResult:
         if hasattr(stage, "score_batch"):
             return self.run_filter_stage(
-                stage, config, input_path, output_path, rejected_path, progress_mode
+                stage,
+                config,
+                input_path,
+                output_path,
+                rejected_path,
+                progress_mode,
+                budget,
+                state_dir,
             )
         if not hasattr(stage, "teacher_requests"):
             return run_stage(
@@ -140,6 +150,8 @@ class RayExecutor:
                 output_path,
                 rejected_path=rejected_path,
                 progress_mode=progress_mode,
+                budget=budget,
+                state_dir=state_dir,
             )
         if not config.cache.enabled:
             raise ConfigError(
@@ -155,6 +167,8 @@ class RayExecutor:
                 output_path,
                 rejected_path=rejected_path,
                 progress_mode=progress_mode,
+                budget=budget,
+                state_dir=state_dir,
             )
         result.stats["executor"] = stats.as_dict()
         # Count the actors' calls as this stage's teacher calls, not as cache hits of the replay.
@@ -172,6 +186,8 @@ class RayExecutor:
         output_path: str | Path,
         rejected_path: str | Path | None,
         progress_mode: Mode,
+        budget: BudgetGuard | None = None,
+        state_dir: Path | None = None,
     ) -> StageResult:
         """Scores on a pool of actors, fit and decide on the driver (see ray_filter.py)."""
         from distillpipe.executors.ray_filter import FilterScorer, RayFilterStage, remote_filters
@@ -185,6 +201,8 @@ class RayExecutor:
                 output_path,
                 rejected_path=rejected_path,
                 progress_mode=progress_mode,
+                budget=budget,
+                state_dir=state_dir,
             )
         ray = import_ray()
         connect(ray, self.options)
@@ -200,6 +218,8 @@ class RayExecutor:
                 output_path,
                 rejected_path=rejected_path,
                 progress_mode=progress_mode,
+                budget=budget,
+                state_dir=state_dir,
             )
         except Exception as exc:
             error = _project_error(exc)

@@ -21,8 +21,9 @@ from distillpipe.cache import ResponseCache
 from distillpipe.config import Config
 from distillpipe.dispatch import Dispatcher
 from distillpipe.io import JsonlWriter
-from distillpipe.progress import Mode
+from distillpipe.progress import Mode, message
 from distillpipe.teachers.base import Teacher, teacher_class
+from distillpipe.teachers.cost import BudgetGuard, Price, is_batch, price_for_teacher
 
 Record = dict[str, Any]
 
@@ -44,6 +45,8 @@ class StageContext:
     _cache: ResponseCache | None = None
     _dispatcher: Dispatcher | None = None
     on_call_done: Callable[[], None] | None = None
+    budget: BudgetGuard | None = None
+    state_dir: Path | None = None
 
     def dispatcher(self) -> Dispatcher:
         """The cached teacher; built on first use so stages without one load nothing."""
@@ -52,10 +55,27 @@ class StageContext:
             if self.config.cache.enabled:
                 self._cache = ResponseCache(self.config.cache.path)
             self._dispatcher = Dispatcher(self._teacher, self._cache, self.config.seed)
+            self._attach_cost(self._teacher, self._dispatcher)
             if self.on_call_done is not None:
                 tick = self.on_call_done
                 self._dispatcher.on_call_done = lambda completion, cached: tick()
         return self._dispatcher
+
+    def _attach_cost(self, teacher: Teacher, dispatcher: Dispatcher) -> None:
+        overrides = {
+            model: Price(**row.model_dump()) for model, row in self.config.cost.prices.items()
+        }
+        price = price_for_teacher(teacher, overrides)
+        if price is not None:
+            batch = is_batch(teacher)
+            dispatcher.price = lambda c: price.cost(
+                c.prompt_tokens, c.completion_tokens, batch=batch
+            )
+        if self.budget is not None:
+            self.budget.attach(teacher, price)
+            teacher.budget = self.budget  # type: ignore[attr-defined]
+        teacher.state_dir = self.state_dir  # type: ignore[attr-defined]
+        teacher.report = lambda text: message(self.progress_mode, text)  # type: ignore[attr-defined]
 
     def reject(self, record: Record, *, filter: str, reason: str, score: Any = None) -> None:
         """Send a record to the rejected file: never dropped, always with its reason."""

