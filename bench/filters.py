@@ -122,11 +122,12 @@ folder = Path({str(folder)!r})
 (folder / "c.yaml").write_text(yaml.safe_dump({{"teacher": {{"backend": "llamacpp"}},
                                                 "filter": {filters!r}}}))
 config = load_config(folder / "c.yaml")
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 result = run_stage(stage_named("filter"), config, {str(source)!r}, folder / "out.jsonl",
                    rejected_path=folder / "rejected.jsonl")
 seconds = time.perf_counter() - started
-print(json.dumps({{"seconds": seconds, "in": result.records_in, "out": result.records_out,
+print(json.dumps({{"seconds": seconds, "cpu": time.process_time() - cpu,
+                  "in": result.records_in, "out": result.records_out,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "stats": result.stats}}))
 """
@@ -169,12 +170,14 @@ def main() -> None:
         io_only = run_child([], large, folder)  # the same stage, no filter: JSONL in and out
         rate = big["in"] / big["seconds"]
         io_rate = io_only["in"] / io_only["seconds"]
+        cpu_rate = big["in"] / big["cpu"]
         print(
             f"streaming length+heuristics, {big['in']:,} records: {rate:,.0f} records/s "
             f"({rate / TARGET_STREAM:.2f} x target {TARGET_STREAM:,}); kept {big['out']:,}; "
             f"peak RSS {big['rss_mb']:.0f} MB vs {little['rss_mb']:.0f} MB at "
             f"{little['in']:,} records"
         )
+        print(f"  per CPU-second of the process (load-independent): {cpu_rate:,.0f} records/s")
         print(
             f"  peer in the same run: the stage with no filter (JSONL read + write only) "
             f"{io_rate:,.0f} records/s; filters cost "
@@ -186,7 +189,8 @@ def main() -> None:
         caught = dedup["stats"]["filters"]["dedup"]["rejected"]
         print(
             f"near-dup dedup, {dedup['in']:,} records: {dedup['in'] / dedup['seconds']:,.0f} "
-            f"records/s, peak RSS {dedup['rss_mb']:.0f} MB; rejected {caught:,} "
+            f"records/s ({dedup['in'] / dedup['cpu']:,.0f} per CPU-second), "
+            f"peak RSS {dedup['rss_mb']:.0f} MB; rejected {caught:,} "
             f"of {planted:,} planted one-word-changed copies"
         )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import small_llamacpp_config, write_config
+from support import small_llamacpp_config, write_config
 
 from distillpipe.config import load_config
 from distillpipe.errors import InputError

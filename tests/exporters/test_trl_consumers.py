@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import small_llamacpp_config, write_config
+from support import small_llamacpp_config, write_config
 
 from distillpipe.config import load_config
 from distillpipe.stages.export import build_export, write_export

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from tiny_models are parameters here
 """Perplexity: the llama.cpp fast path against a naive full-logits computation,
 fluent text against the same words shuffled, IFD, percentile cuts, and the
 transformers backend on a tiny model built here."""
@@ -8,6 +9,7 @@ import random
 
 import numpy as np
 import pytest
+from tiny_models import tiny_causal_lm  # noqa: F401 - a fixture, used as a parameter below
 
 from distillpipe.filters.base import build_filter
 from distillpipe.filters.perplexity import PerplexityOptions

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from tiny_models are parameters here
 """Reward: a sequence-classification reward model built here (random weights, a
 tokenizer trained on the spot) through the real transformers path; the LLM
 judge through the real cached dispatcher and llama.cpp; robust rating parsing."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tiny_models import tiny_reward_model  # noqa: F401 - a fixture, used as a parameter below
 
 from distillpipe.cache import ResponseCache
 from distillpipe.config import parse_config

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-from conftest import small_llamacpp_config, write_config
+from support import small_llamacpp_config, write_config
 
 from distillpipe.config import load_config
 from distillpipe.errors import InputError
