@@ -4,8 +4,8 @@ limit (``finish_reason: "length"``) is rejected as truncated.
 
 Tokens are counted with the teacher's tokenizer where it is known (the GGUF
 vocabulary of a llama.cpp teacher; a response's own ``usage.completion_tokens``
-when the teacher reported it) and with tiktoken otherwise. They are only
-counted when a token bound is set.
+when the teacher reported it) and with OpenAI's encodings otherwise
+(``distillpipe.tokens``). They are only counted when a token bound is set.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from distillpipe.errors import ConfigError
 from distillpipe.filters.base import Filter, FilterOptions, Record, ResponseScope, Verdict
 from distillpipe.records import user_prompt
+from distillpipe.tokens import count_tokens, encoding_for_model, encoding_named
 
 
 class Bounds(BaseModel):
@@ -53,7 +53,7 @@ class LengthOptions(FilterOptions):
     responses: ResponseScope = Field("all", description="check every response, or the primary")
     # Not named "tokenizer": config keys containing "token" are redacted as secrets.
     count_with: str = Field(
-        "auto", description="auto (the teacher's tokenizer, else tiktoken) or tiktoken:<name>"
+        "auto", description="auto (the teacher's tokenizer, else OpenAI's) or tiktoken:<name>"
     )
 
 
@@ -134,21 +134,7 @@ def load_token_counter(spec: str, config: Any) -> Callable[[str], int]:
             model_path=str(resolve_gguf(teacher.model_path)), vocab_only=True, verbose=False
         )
         return lambda text: len(vocab.tokenize(text.encode(), add_bos=False, special=False))
-    import tiktoken
-
     name = spec.partition(":")[2] if spec.startswith("tiktoken:") else None
-    try:
-        if name:
-            encoding = tiktoken.get_encoding(name)
-        else:
-            model = getattr(teacher, "model", "") or ""
-            try:
-                encoding = tiktoken.encoding_for_model(model)
-            except KeyError:
-                encoding = tiktoken.get_encoding("o200k_base")
-    except Exception as exc:  # tiktoken downloads its encodings on first use
-        raise ConfigError(
-            f"filter length: count_with: tiktoken could not load an encoding ({exc}); "
-            "set tokens bounds only with a local teacher or a cached tiktoken encoding"
-        ) from None
-    return lambda text: len(encoding.encode(text, disallowed_special=()))
+    model = getattr(teacher, "model", "") or ""
+    encoding = encoding_named(name) if name else encoding_for_model(model)
+    return lambda text: count_tokens(encoding, text)

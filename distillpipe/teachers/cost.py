@@ -22,6 +22,7 @@ import yaml
 
 from distillpipe.errors import BudgetExceededError, ConfigError
 from distillpipe.teachers.base import Call, Completion, Request
+from distillpipe.tokens import count_tokens, encoding_for_model, encoding_named
 
 PER_MILLION = 1e-6
 # The chat format's per-message and per-reply framing (OpenAI cookbook).
@@ -78,32 +79,18 @@ def is_batch(teacher: Any) -> bool:
     return getattr(teacher.options, "mode", None) == "batch"
 
 
-@functools.cache
 def encoding(model: str, backend: str) -> Any:
-    import tiktoken
-    from tiktoken.model import encoding_name_for_model
-
-    name = "cl100k_base"
-    if backend != "anthropic":
-        try:
-            name = encoding_name_for_model(model)
-        except KeyError:
-            name = "o200k_base"
-    try:
-        return tiktoken.get_encoding(name)
-    except Exception:  # no network for tiktoken's download: the bundled copy
-        import bpe_openai
-
-        return bpe_openai.get_encoding(name)
+    """Anthropic publishes no tokenizer: cl100k_base approximates it (estimate says so)."""
+    return encoding_named("cl100k_base") if backend == "anthropic" else encoding_for_model(model)
 
 
 def prompt_tokens(request: Request, model: str, backend: str) -> int:
     enc = encoding(model, backend)
     if request.messages is None:
-        return len(enc.encode(request.prompt or "", disallowed_special=()))
+        return count_tokens(enc, request.prompt or "")
     total = _TOKENS_PER_REPLY
     for message in request.messages:
-        total += _TOKENS_PER_MESSAGE + len(enc.encode(message["content"], disallowed_special=()))
+        total += _TOKENS_PER_MESSAGE + count_tokens(enc, message["content"])
     return total
 
 
