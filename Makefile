@@ -19,6 +19,7 @@ install-test:
 
 quickstart: install
 	distillpipe run configs/quickstart.yaml
+	distillpipe report runs/quickstart -o runs/quickstart/report.html
 
 lint:
 	$(PYTHON) -m ruff check distillpipe tests bench
