@@ -7,7 +7,7 @@ few examples are kept.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,13 +120,34 @@ def filter_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
     return [entry for entry in section or [] if isinstance(entry, dict)]
 
 
+def value_readers(config: dict[str, Any]) -> dict[str, Callable[[Any], float | None]]:
+    """Each configured filter's own reading of its score object (``Filter.value``)."""
+    from distillpipe.filters.base import filter_class
+
+    readers = {}
+    for entry in filter_configs(config):
+        try:
+            cls = filter_class(entry["type"])
+            readers[entry.get("name") or entry["type"]] = cls(cls.Options(**entry)).value
+        except Exception:  # a filter this install lacks: fall back to plain numbers
+            continue
+    return readers
+
+
 def thresholds_for(name: str, config: dict[str, Any], stats: dict[str, Any]) -> dict[str, float]:
+    """Numeric bounds from the filter's config; a percentile bound (``p90``) reads the
+    run's own quantile of that name."""
     found: dict[str, float] = {}
+    quantiles = stats.get("quantiles") or {}
     for entry in filter_configs(config):
         if name in (entry.get("name"), entry.get("type")):
             for key, value in entry.items():
-                if any(word in key for word in THRESHOLD_WORDS) and numeric(value) is not None:
+                if not any(word in key for word in THRESHOLD_WORDS):
+                    continue
+                if numeric(value) is not None:
                     found[key] = float(value)
+                elif isinstance(value, str) and numeric(quantiles.get(value)) is not None:
+                    found[f"{key} ({value})"] = float(quantiles[value])
     if numeric(stats.get("threshold")) is not None:
         found.setdefault("threshold", float(stats["threshold"]))
     return found
@@ -141,11 +162,23 @@ class RunData:
     filters: dict[str, FilterView] = field(default_factory=dict)
     operators: Counter[str] = field(default_factory=Counter)
     depths: Counter[int] = field(default_factory=Counter)
+    readers: dict[str, Callable[[Any], float | None]] = field(default_factory=dict)
+
+    def score_value(self, name: str, score: Any) -> float | None:
+        reader = self.readers.get(name)
+        if reader is not None and score is not None:
+            try:
+                value = reader(score)
+            except (AttributeError, KeyError, TypeError, IndexError):
+                value = None
+            if value is not None:
+                return float(value)
+        return numeric(score)
 
 
 def collect(run_dir: Path) -> RunData:
     manifest, stages = load_stages(run_dir)
-    data = RunData(manifest, stages)
+    data = RunData(manifest, stages, readers=value_readers(manifest.get("config") or {}))
     lineage: dict[str, dict[str, Any]] = {}
     for stage in stages:
         for record in records_in(stage.output):
@@ -153,7 +186,7 @@ def collect(run_dir: Path) -> RunData:
             _count_lengths(data, stage.name, record)
             for name, value in (record.get("scores") or {}).items():
                 view = data.filters.setdefault(name, FilterView(name))
-                if (score := numeric(value)) is not None:
+                if (score := data.score_value(name, value)) is not None:
                     view.passed[record["id"]] = score
                 if len(view.kept_examples) < EXAMPLES_PER_FILTER:
                     view.kept_examples.append(example(record, name))
@@ -197,11 +230,11 @@ def _count_rejected(data: RunData, stage: str, record: dict[str, Any]) -> None:
     rejecting = str(reject.get("filter") or stage)
     scores = record.get("scores") or {}
     for name, value in scores.items():
-        if name != rejecting and (score := numeric(value)) is not None:
+        if name != rejecting and (score := data.score_value(name, value)) is not None:
             view = data.filters.setdefault(name, FilterView(name))
             view.rejected_elsewhere[record["id"]] = score
     view = data.filters.setdefault(rejecting, FilterView(rejecting))
-    score = numeric(scores.get(rejecting, reject.get("score")))
+    score = data.score_value(rejecting, scores.get(rejecting, reject.get("score")))
     if score is not None:
         view.rejected[record["id"]] = score
     if len(view.rejected_examples) < EXAMPLES_PER_FILTER:
