@@ -129,6 +129,7 @@ class ApiTeacher(Teacher):
                 connector=connector,
                 headers=self.headers(),
                 timeout=aiohttp.ClientTimeout(total=self.options.timeout),
+                cookie_jar=aiohttp.DummyCookieJar(),  # an API sets no cookies worth keeping
             )
         return self._session
 
