@@ -14,6 +14,7 @@ Per-filter stats land in ``ctx.stats["filters"][name]``:
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any, ClassVar
@@ -27,23 +28,36 @@ RESERVOIR = 10_000
 
 class FilterStats:
     """seen/kept/rejected counts and score quantiles (exact up to RESERVOIR values,
-    then from a reservoir sample drawn from the config seed: memory stays flat)."""
+    then from a reservoir sample drawn from the config seed: memory stays flat).
+
+    The reservoir is Li's Algorithm L: it draws how many values to skip, not a
+    random number per value, so a long stream costs a counter increment per value.
+    """
 
     def __init__(self, name: str, seed: int) -> None:
         self.seen = self.kept = self.rejected = self.scored = 0
         self.sample: list[float] = []
         self._rng = random.Random(f"{seed}:filter-stats:{name}")
+        self._weight = 1.0
+        self._next = RESERVOIR
 
     def add_value(self, value: float | None) -> None:
         if value is None:
             return
         self.scored += 1
-        if len(self.sample) < RESERVOIR:
+        if self.scored <= RESERVOIR:
             self.sample.append(value)
-        else:
-            slot = self._rng.randrange(self.scored)
-            if slot < RESERVOIR:
-                self.sample[slot] = value
+            if self.scored == RESERVOIR:
+                self._skip()
+        elif self.scored == self._next:
+            self.sample[self._rng.randrange(RESERVOIR)] = value
+            self._skip()
+
+    def _skip(self) -> None:
+        rng = self._rng
+        self._weight *= math.exp(math.log(1.0 - rng.random()) / RESERVOIR)
+        gap = math.floor(math.log(1.0 - rng.random()) / math.log1p(-self._weight))
+        self._next += gap + 1
 
     def as_dict(self) -> dict[str, Any]:
         ordered = sorted(self.sample)

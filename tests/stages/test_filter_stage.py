@@ -15,6 +15,7 @@ from distillpipe.io import read_jsonl, write_jsonl
 from distillpipe.records import new_record
 from distillpipe.runner import run_stage
 from distillpipe.stages import stage_named
+from distillpipe.stages.filter import FilterStats
 
 
 def record(instruction: str, *texts: str, finish_reason: str = "stop") -> dict:
@@ -213,3 +214,15 @@ def test_run_chains_generate_and_filter_with_stats_in_the_manifest(tmp_path: Pat
     stats = manifest["stages"]["filter"]["stats"]["filters"]
     assert stats["length"]["seen"] == 3
     assert set(stats["length"]["quantiles"]) == {"p0", "p10", "p25", "p50", "p75", "p90", "p100"}
+
+
+def test_quantiles_past_the_reservoir_come_from_a_seeded_uniform_sample():
+    first, second = FilterStats("length", seed=3), FilterStats("length", seed=3)
+    for value in range(200_000):
+        first.add_value(float(value))
+        second.add_value(float(value))
+    quantiles = first.as_dict()["quantiles"]
+    assert len(first.sample) == 10_000
+    assert quantiles == second.as_dict()["quantiles"]  # the same seed draws the same sample
+    for q in (10, 25, 50, 75, 90):
+        assert abs(quantiles[f"p{q}"] - q / 100 * 200_000) < 0.02 * 200_000
