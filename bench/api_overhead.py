@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,15 +34,10 @@ import orjson
 from distillpipe.config import ConfigSource, parse_config
 from distillpipe.runner import run_stage
 from distillpipe.stages import stage_named
+from distillpipe.teachers.server import free_port
 
 TARGET = 0.7
 SERVER = Path(__file__).resolve().parent.parent / "tests" / "fault_server.py"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_endpoint(port: int, latency: float, workers: int) -> list[subprocess.Popen]:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 from fault_server import FaultServer
-from support import free_port, wait_for_http
+from support import wait_for_http
 
 from distillpipe.models import embedded_gguf_path
+from distillpipe.teachers.server import free_port
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,7 @@
-"""Plain helpers the tests import: free ports, HTTP waits, configs written to disk."""
+"""Plain helpers the tests import: HTTP waits and configs written to disk."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.error
@@ -10,12 +9,6 @@ import urllib.request
 from pathlib import Path
 
 import yaml
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -131,28 +132,20 @@ class RayExecutor:
         budget: BudgetGuard | None = None,
         state_dir: Path | None = None,
     ) -> StageResult:
+        # The same stage, run by the local runner with this call's options.
+        run_locally = functools.partial(
+            run_stage,
+            rejected_path=rejected_path,
+            progress_mode=progress_mode,
+            budget=budget,
+            state_dir=state_dir,
+        )
         if hasattr(stage, "score_batch"):
             return self.run_filter_stage(
-                stage,
-                config,
-                input_path,
-                output_path,
-                rejected_path,
-                progress_mode,
-                budget,
-                state_dir,
+                stage, config, input_path, output_path, run_locally, progress_mode
             )
         if not hasattr(stage, "teacher_requests"):
-            return run_stage(
-                stage,
-                config,
-                input_path,
-                output_path,
-                rejected_path=rejected_path,
-                progress_mode=progress_mode,
-                budget=budget,
-                state_dir=state_dir,
-            )
+            return run_locally(stage, config, input_path, output_path)
         if not config.cache.enabled:
             raise ConfigError(
                 "executor: ray needs cache.enabled: true (the driver commits the actors' "
@@ -160,16 +153,7 @@ class RayExecutor:
             )
         with readable_twice(input_path) as path:
             stats = self.answer_on_ray(stage, config, path, progress_mode)
-            result = run_stage(
-                stage,
-                config,
-                path,
-                output_path,
-                rejected_path=rejected_path,
-                progress_mode=progress_mode,
-                budget=budget,
-                state_dir=state_dir,
-            )
+            result = run_locally(stage, config, path, output_path)
         result.stats["executor"] = stats.as_dict()
         # Count the actors' calls as this stage's teacher calls, not as cache hits of the replay.
         teacher = result.stats.setdefault("teacher", {})
@@ -184,26 +168,15 @@ class RayExecutor:
         config: Config,
         input_path: str | Path,
         output_path: str | Path,
-        rejected_path: str | Path | None,
+        run_locally: Callable[..., StageResult],
         progress_mode: Mode,
-        budget: BudgetGuard | None = None,
-        state_dir: Path | None = None,
     ) -> StageResult:
         """Scores on a pool of actors, fit and decide on the driver (see ray_filter.py)."""
         from distillpipe.executors.ray_filter import FilterScorer, RayFilterStage, remote_filters
 
         shipped = remote_filters(config)
         if not shipped:
-            return run_stage(
-                stage,
-                config,
-                input_path,
-                output_path,
-                rejected_path=rejected_path,
-                progress_mode=progress_mode,
-                budget=budget,
-                state_dir=state_dir,
-            )
+            return run_locally(stage, config, input_path, output_path)
         ray = import_ray()
         connect(ray, self.options)
         size = pool_size(ray, self.options, batches=sys.maxsize)
@@ -211,16 +184,7 @@ class RayExecutor:
         scorers = [actor.remote(config, self.options.num_cpus) for _ in range(size)]
         message(progress_mode, f"{stage.name}: scoring on {size} Ray actors")
         try:
-            result = run_stage(
-                RayFilterStage(scorers),
-                config,
-                input_path,
-                output_path,
-                rejected_path=rejected_path,
-                progress_mode=progress_mode,
-                budget=budget,
-                state_dir=state_dir,
-            )
+            result = run_locally(RayFilterStage(scorers), config, input_path, output_path)
         except Exception as exc:
             error = _project_error(exc)
             if error is None:

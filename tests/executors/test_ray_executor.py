@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -72,14 +71,6 @@ def ray_address() -> Iterator[str]:
 
 def by_id(path: Path) -> dict[str, dict]:
     return {record["id"]: record for record in read_jsonl(path)} if path.exists() else {}
-
-
-def committed_so_far(cache_dir: Path) -> int:
-    """Completions in the driver's cache; 0 while the driver is still creating it."""
-    try:
-        return cached_completions(cache_dir)
-    except sqlite3.OperationalError:
-        return 0
 
 
 def prompts(count: int, topic: str) -> list[dict]:
@@ -216,7 +207,7 @@ def test_a_killed_ray_driver_resumes_asking_only_for_missing_requests(
     first_config = spied_config(tmp_path, ray_address, first_log, "first.yaml")
     first = ray_generate(tmp_path, first_config, "out.jsonl", cache_dir)
     deadline = time.monotonic() + 300
-    while committed_so_far(cache_dir) < 4:
+    while cached_completions(cache_dir) < 4:
         assert first.poll() is None, (tmp_path / "out.jsonl.stderr").read_text()
         assert time.monotonic() < deadline, "the first driver made no progress"
         time.sleep(0.05)

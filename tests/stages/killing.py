@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from test_resume import SPY, backend_log
+from test_resume import SPY, backend_log, cached_completions
 
 
 def start(tmp_path: Path, args: list[str], cache_dir: Path, log: Path, name: str):
@@ -32,29 +31,17 @@ def start(tmp_path: Path, args: list[str], cache_dir: Path, log: Path, name: str
         return subprocess.Popen(command, env=env, stderr=stderr)
 
 
-def committed(cache_dir: Path) -> int:
-    if not (cache_dir / "cache.sqlite").exists():
-        return 0
-    db = sqlite3.connect(cache_dir / "cache.sqlite", timeout=30)
-    try:
-        return db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
-    except sqlite3.OperationalError:  # the table is not there yet
-        return 0
-    finally:
-        db.close()
-
-
 def kill_after(process: subprocess.Popen, cache_dir: Path, calls: int, stderr: Path) -> int:
     """SIGKILL ``process`` once ``calls`` completions are in the cache; returns how many are."""
     deadline = time.monotonic() + 400
-    while committed(cache_dir) < calls:
+    while cached_completions(cache_dir) < calls:
         assert process.poll() is None, stderr.read_text()
         assert time.monotonic() < deadline, "the first run made no progress"
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
-    return committed(cache_dir)
+    return cached_completions(cache_dir)
 
 
 def resume_and_compare(tmp_path: Path, args_for, total_calls_at_least: int) -> None:
