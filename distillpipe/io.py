@@ -37,43 +37,42 @@ def _open_binary_for_reading(path: str | Path) -> IO[bytes]:
     return path.open("rb")
 
 
-def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield each line's JSON object; blank lines are skipped."""
+def numbered_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line number, JSON object)`` for each line; blank lines are skipped."""
     name = "<stdin>" if str(path) == STDIO else str(path)
     stream = _open_binary_for_reading(path)
     try:
         for lineno, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
             try:
                 value = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
+                if not line.strip():
+                    continue
                 raise InputError(f"{name}:{lineno}: invalid JSON: {exc}") from None
-            if not isinstance(value, dict):
+            if type(value) is not dict:
                 kind = type(value).__name__
                 raise InputError(f"{name}:{lineno}: expected a JSON object, got {kind}")
-            value["__line__"] = lineno
-            yield value
+            yield lineno, value
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
 
 
+def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield each line's JSON object, for files whose lines may be any object."""
+    for _, value in numbered_objects(path):
+        yield value
+
+
 def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
     """Yield records that carry an ``instruction`` string, giving each its stable id."""
-    name = "<stdin>" if str(path) == STDIO else str(path)
-    for value in read_jsonl(path):
-        lineno = value.pop("__line__")
+    for lineno, value in numbered_objects(path):
         instruction = value.get("instruction")
-        if not isinstance(instruction, str) or not instruction.strip():
+        if type(instruction) is not str or not instruction or instruction.isspace():
+            name = "<stdin>" if str(path) == STDIO else str(path)
             raise InputError(f"{name}:{lineno}: record has no 'instruction' string")
-        yield ensure_id(value)
-
-
-def iter_lines(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Objects without the line bookkeeping, for stages that accept any object."""
-    for value in read_jsonl(path):
-        value.pop("__line__")
+        if "id" not in value:
+            ensure_id(value)
         yield value
 
 
@@ -163,7 +162,7 @@ __all__ = [
     "JsonlWriter",
     "atomic_write_bytes",
     "file_hash",
-    "iter_lines",
+    "numbered_objects",
     "read_jsonl",
     "read_records",
     "write_jsonl",

@@ -16,7 +16,7 @@ import orjson
 
 from distillpipe.errors import InputError
 from distillpipe.exporters.select import chosen_index
-from distillpipe.io import iter_lines
+from distillpipe.io import read_jsonl
 from distillpipe.runner import MANIFEST
 from distillpipe.stages import STAGES
 
@@ -79,7 +79,7 @@ def records_in(path: Path) -> Iterator[dict[str, Any]]:
     """A stage file's records; nothing when it is missing or holds rows that are not records."""
     if not path.is_file():
         return
-    for value in iter_lines(path):
+    for value in read_jsonl(path):
         if not isinstance(value.get("instruction"), str):
             return
         yield value

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from distillpipe.errors import InputError, MissingDependencyError
-from distillpipe.io import STDIO, read_jsonl
+from distillpipe.io import STDIO, numbered_objects
 from distillpipe.records import Record, new_record
 
 SeedFormat = Literal["auto", "jsonl", "csv", "txt", "hf"]
@@ -132,8 +132,7 @@ def _flag(value: Any, where: str, field: str) -> bool:
 
 def _jsonl(path: str, source: SeedSourceConfig) -> Iterator[Record]:
     name = "<stdin>" if path == STDIO else path
-    for row in read_jsonl(path):
-        lineno = row.pop("__line__")
+    for lineno, row in numbered_objects(path):
         yield seed_record(row, source.columns, f"{name}:{lineno}")
 
 

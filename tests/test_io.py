@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from distillpipe.errors import InputError
-from distillpipe.io import JsonlWriter, read_records, write_jsonl
+from distillpipe.io import JsonlWriter, read_jsonl, read_records, write_jsonl
 
 
 def test_round_trip_plain_and_gzip(tmp_path: Path):
@@ -18,6 +18,19 @@ def test_round_trip_plain_and_gzip(tmp_path: Path):
         assert all(len(r["id"]) == 16 for r in back)
     with gzip.open(tmp_path / "out.jsonl.gz") as stream:
         assert stream.read().count(b"\n") == 5
+
+
+def test_objects_come_back_as_written_and_blank_lines_are_skipped(tmp_path: Path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n\n   \n{"b": [2]}\n')
+    assert list(read_jsonl(path)) == [{"a": 1}, {"b": [2]}]
+
+
+def test_a_whitespace_instruction_is_no_instruction(tmp_path: Path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"instruction": " \\t "}\n')
+    with pytest.raises(InputError, match=r"in\.jsonl:1: record has no 'instruction'"):
+        list(read_records(path))
 
 
 def test_a_malformed_line_names_file_and_line(tmp_path: Path):

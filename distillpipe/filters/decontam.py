@@ -144,9 +144,9 @@ def _rows(benchmark: Benchmark) -> Iterator[dict[str, Any]]:
             return
         if not path.exists():
             raise ConfigError(f"filter decontam: benchmarks: no such file: {path}")
-        from distillpipe.io import iter_lines
+        from distillpipe.io import read_jsonl
 
-        yield from iter_lines(path)
+        yield from read_jsonl(path)
         return
     import datasets
 

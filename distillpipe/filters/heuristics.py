@@ -66,14 +66,16 @@ class HeuristicsFilter(Filter):
 
     def _problems(self, record: Record) -> list[str]:
         responses = record.get("responses") or []
-        indexed = list(enumerate(responses))
-        if self.options.responses == "primary":
-            indexed = indexed[(record.get("selection") or {}).get("chosen") or 0 :][:1]
-        prompt = " ".join(record["instruction"].lower().split())
+        first = 0
+        if self.options.responses == "primary" and responses:
+            first = (record.get("selection") or {}).get("chosen") or 0
+            responses = responses[first : first + 1]
+        options = self.options
+        instruction = record["instruction"]
         problems = []
-        for index, response in indexed:
+        for index, response in enumerate(responses, start=first):
             text = response.get("text") or ""
-            if self.options.empty and not text.strip():
+            if options.empty and (not text or text.isspace()):
                 problems.append(f"response {index} is empty")
                 continue
             lowered = text.lower()
@@ -81,7 +83,7 @@ class HeuristicsFilter(Filter):
                 problems.append(f"response {index} has refusal phrase {found!r}")
             if self.blocklist is not None and (found := self.blocklist.search(text)):
                 problems.append(f"response {index} matches blocklist {found.group(0)!r}")
-            if self.options.repeats_instruction and _echoes(lowered, prompt):
+            if options.repeats_instruction and _echoes(lowered, instruction):
                 problems.append(f"response {index} repeats the instruction")
         return problems
 
@@ -107,10 +109,14 @@ class HeuristicsFilter(Filter):
 
 
 def _echoes(response: str, instruction: str) -> bool:
-    """The response is the instruction, or the instruction with a few characters tacked on
-    (both lower-cased; whitespace is collapsed here, only when the lengths are close)."""
+    """The response (lower-cased) is the instruction, or the instruction with a few
+    characters tacked on; whitespace is collapsed only when the lengths are close."""
     if not instruction or len(response) > 2 * len(instruction) + 16:
         return False
+    if response.lstrip()[:1] != instruction.lstrip()[:1].lower():  # cheap, and usually decides
+        return False
     stripped = " ".join(response.split()).rstrip(" .?!:")
-    target = instruction.rstrip(" .?!:")
+    target = " ".join(instruction.lower().split()).rstrip(" .?!:")
+    if not target:
+        return False
     return stripped == target or (stripped.startswith(target) and len(stripped) - len(target) <= 3)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from distillpipe.filters.base import Filter, FilterOptions, Record, ResponseScope, Verdict
+from distillpipe.filters.text import word_count
 from distillpipe.records import user_prompt
 from distillpipe.tokens import count_tokens, encoding_for_model, encoding_named
 
@@ -33,16 +34,25 @@ class Bounds(BaseModel):
     def wants_tokens(self) -> bool:
         return self.min_tokens is not None or self.max_tokens is not None
 
-    def violation(self, counts: dict[str, int]) -> str | None:
-        for unit in ("chars", "words", "tokens"):
-            if unit not in counts:
-                continue
-            low, high = getattr(self, f"min_{unit}"), getattr(self, f"max_{unit}")
-            if low is not None and counts[unit] < low:
-                return f"{counts[unit]} {unit} < min {low}"
-            if high is not None and counts[unit] > high:
-                return f"{counts[unit]} {unit} > max {high}"
-        return None
+    def checks(self) -> tuple[tuple[str, int | None, int | None], ...]:
+        """(unit, min, max) for each unit that has a bound."""
+        return tuple(
+            (unit, getattr(self, f"min_{unit}"), getattr(self, f"max_{unit}"))
+            for unit in ("chars", "words", "tokens")
+            if getattr(self, f"min_{unit}") is not None or getattr(self, f"max_{unit}") is not None
+        )
+
+
+def violation(
+    checks: tuple[tuple[str, int | None, int | None], ...], counts: dict[str, Any]
+) -> str | None:
+    for unit, low, high in checks:
+        count = counts[unit]
+        if low is not None and count < low:
+            return f"{count} {unit} < min {low}"
+        if high is not None and count > high:
+            return f"{count} {unit} > max {high}"
+    return None
 
 
 class LengthOptions(FilterOptions):
@@ -65,58 +75,63 @@ class LengthFilter(Filter):
     def __init__(self, options: FilterOptions, config: Any = None) -> None:
         super().__init__(options, config)
         self._count_tokens: Callable[[str], int] | None = None
+        self._instruction_checks = self.options.instruction.checks()
+        self._response_checks = self.options.response.checks()
+        self._instruction_tokens = self.options.instruction.wants_tokens
+        self._response_tokens = self.options.response.wants_tokens
 
     def count_tokens(self, text: str) -> int:
         if self._count_tokens is None:
             self._count_tokens = load_token_counter(self.options.count_with, self.config)
         return self._count_tokens(text)
 
-    def _counts(self, text: str, bounds: Bounds, known_tokens: int | None = None) -> dict[str, int]:
-        counts = {"chars": len(text), "words": len(text.split())}
-        if bounds.wants_tokens:
-            counts["tokens"] = known_tokens if known_tokens else self.count_tokens(text)
-        return counts
-
     def score(self, records: Sequence[Record]) -> list[Any]:
         return [self._score_one(record) for record in records]
 
     def _score_one(self, record: Record) -> dict[str, Any]:
-        options = self.options
-        responses = list(enumerate(record.get("responses") or []))
-        if options.responses == "primary":
-            responses = responses[(record.get("selection") or {}).get("chosen") or 0 :][:1]
-        return {
-            "instruction": self._counts(user_prompt(record), options.instruction),
-            "responses": [
-                {
-                    "sample": index,
-                    **self._counts(
-                        response.get("text") or "",
-                        options.response,
-                        (response.get("usage") or {}).get("completion_tokens"),
-                    ),
-                    "truncated": response.get("finish_reason") == "length",
-                }
-                for index, response in responses
-            ],
-        }
+        prompt = user_prompt(record)
+        instruction = {"chars": len(prompt), "words": word_count(prompt)}
+        if self._instruction_tokens:
+            instruction["tokens"] = self.count_tokens(prompt)
+        responses = record.get("responses") or ()
+        first = 0
+        if self.options.responses == "primary" and responses:
+            first = (record.get("selection") or {}).get("chosen") or 0
+            responses = responses[first : first + 1]
+        counted = []
+        for sample, response in enumerate(responses, start=first):
+            text = response.get("text") or ""
+            counts = {
+                "sample": sample,
+                "chars": len(text),
+                "words": word_count(text),
+                "truncated": response.get("finish_reason") == "length",
+            }
+            if self._response_tokens:
+                known = (response.get("usage") or {}).get("completion_tokens")
+                counts["tokens"] = known if known else self.count_tokens(text)
+            counted.append(counts)
+        return {"instruction": instruction, "responses": counted}
 
     def value(self, score: Any) -> float | None:
         responses = score["responses"]
         return float(responses[0]["words"]) if responses else None
 
     def decide(self, record: Record, score: Any) -> Verdict:
-        problem = self.options.instruction.violation(score["instruction"])
-        if problem:
-            return Verdict.rejected(f"instruction: {problem}", score)
+        if self._instruction_checks:
+            problem = violation(self._instruction_checks, score["instruction"])
+            if problem:
+                return Verdict.rejected(f"instruction: {problem}", score)
+        reject_truncated = self.options.reject_truncated
         for counts in score["responses"]:
-            if self.options.reject_truncated and counts["truncated"]:
+            if reject_truncated and counts["truncated"]:
                 return Verdict.rejected(
                     f"response {counts['sample']} truncated at the token limit", score
                 )
-            problem = self.options.response.violation(counts)
-            if problem:
-                return Verdict.rejected(f"response {counts['sample']}: {problem}", score)
+            if self._response_checks:
+                problem = violation(self._response_checks, counts)
+                if problem:
+                    return Verdict.rejected(f"response {counts['sample']}: {problem}", score)
         return Verdict.kept(score)
 
 

@@ -8,6 +8,17 @@ from distillpipe.records import user_prompt
 
 _NOT_WORD = re.compile(r"[^\w\s]+")
 _SPACE = re.compile(r"\s+")
+# ASCII whitespace as str.split() sees it -> " ", every other byte -> "a"
+_WORD_SHAPE = bytes(32 if chr(i).isspace() else 97 for i in range(128)) + b"a" * 128
+
+
+def word_count(text: str) -> int:
+    """``len(text.split())`` without building the list: for ASCII text, the number
+    of places a non-space follows a space (a third cheaper at a few hundred chars)."""
+    if not text.isascii():
+        return len(text.split())
+    shape = text.encode().translate(_WORD_SHAPE)
+    return shape.count(b" a") + (shape[:1] == b"a")
 
 
 def normalise(text: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from itertools import islice
 from typing import Any, ClassVar
 
 from distillpipe.filters.base import Filter, Verdict, build_filter, percentile
@@ -24,6 +25,7 @@ from distillpipe.stages.base import Record, StageContext
 
 QUANTILES = (0, 10, 25, 50, 75, 90, 100)
 RESERVOIR = 10_000
+DEFAULT_BATCH = 256
 
 
 class FilterStats:
@@ -41,17 +43,18 @@ class FilterStats:
         self._weight = 1.0
         self._next = RESERVOIR
 
-    def add_value(self, value: float | None) -> None:
-        if value is None:
-            return
-        self.scored += 1
-        if self.scored <= RESERVOIR:
-            self.sample.append(value)
-            if self.scored == RESERVOIR:
+    def add_values(self, values: Iterable[float | None]) -> None:
+        for value in values:
+            if value is None:
+                continue
+            self.scored += 1
+            if self.scored <= RESERVOIR:
+                self.sample.append(value)
+                if self.scored == RESERVOIR:
+                    self._skip()
+            elif self.scored == self._next:
+                self.sample[self._rng.randrange(RESERVOIR)] = value
                 self._skip()
-        elif self.scored == self._next:
-            self.sample[self._rng.randrange(RESERVOIR)] = value
-            self._skip()
 
     def _skip(self) -> None:
         rng = self._rng
@@ -85,70 +88,98 @@ class FilterStage:
             if filter.uses_teacher:
                 filter.attach_dispatcher(ctx.dispatcher())
         stats = {f.name: FilterStats(f.name, ctx.config.seed) for f in filters}
-        stream: AsyncIterator[Record] = _aiter(records)
+        # Batches, not records, flow from filter to filter: a per-record hop through
+        # each async generator cost more than the length and heuristics checks themselves.
+        first_size = filters[0].options.batch_size if filters else DEFAULT_BATCH
+        stream: AsyncIterator[list[Record]] = _batched(records, first_size)
         for filter in filters:
-            stream = self._apply(filter, stream, ctx, stats[filter.name])
+            stream = self._apply(
+                filter, _rebatched(stream, filter.options.batch_size), ctx, stats[filter.name]
+            )
         try:
-            async for record in stream:
-                yield record
+            async for batch in stream:
+                for record in batch:
+                    yield record
         finally:
             ctx.stats["filters"] = {name: s.as_dict() for name, s in stats.items()}
             for filter in filters:
                 filter.close()
 
     async def _apply(
-        self, filter: Filter, records: AsyncIterator[Record], ctx: StageContext, stats: FilterStats
-    ) -> AsyncIterator[Record]:
-        size = filter.options.batch_size
+        self,
+        filter: Filter,
+        batches: AsyncIterator[list[Record]],
+        ctx: StageContext,
+        stats: FilterStats,
+    ) -> AsyncIterator[list[Record]]:
         if not filter.needs_all_scores:
-            async for batch in _abatched(records, size):
+            async for batch in batches:
                 scores = await self.score_batch(filter, batch)
-                for record, score in zip(batch, scores, strict=True):
-                    stats.add_value(filter.value(score))
-                    if self._decide(filter, record, score, ctx, stats):
-                        yield record
+                stats.add_values(map(filter.value, scores))
+                if kept := self._decide(filter, batch, scores, ctx, stats):
+                    yield kept
             return
-        held: list[tuple[Record, Any]] = []
-        async for batch in _abatched(records, size):
-            scores = await self.score_batch(filter, batch)
-            held.extend(zip(batch, scores, strict=True))
-        values = [filter.value(score) for _, score in held]
-        for value in values:
-            stats.add_value(value)
+        records: list[Record] = []
+        scores = []
+        async for batch in batches:
+            records.extend(batch)
+            scores.extend(await self.score_batch(filter, batch))
+        values = [filter.value(score) for score in scores]
+        stats.add_values(values)
         filter.fit(values)
-        for record, score in held:
-            if self._decide(filter, record, score, ctx, stats):
-                yield record
+        for start in range(0, len(records), filter.options.batch_size):
+            end = start + filter.options.batch_size
+            if kept := self._decide(filter, records[start:end], scores[start:end], ctx, stats):
+                yield kept
 
     @staticmethod
     def _decide(
-        filter: Filter, record: Record, score: Any, ctx: StageContext, stats: FilterStats
-    ) -> bool:
-        stats.seen += 1
-        verdict: Verdict = filter.decide(record, score)
-        if verdict.score is not None:
-            record.setdefault("scores", {})[filter.name] = verdict.score
-        if verdict.selection is not None:
-            record["selection"] = verdict.selection
-        if verdict.keep:
-            stats.kept += 1
-            return True
-        stats.rejected += 1
-        ctx.reject(record, filter=filter.name, reason=verdict.reason or "", score=verdict.score)
-        return False
+        filter: Filter,
+        batch: Sequence[Record],
+        scores: Sequence[Any],
+        ctx: StageContext,
+        stats: FilterStats,
+    ) -> list[Record]:
+        """The records of ``batch`` that ``filter`` keeps; the others go to the rejected file."""
+        name, decide = filter.name, filter.decide
+        kept = []
+        for record, score in zip(batch, scores, strict=True):
+            verdict: Verdict = decide(record, score)
+            if verdict.score is not None:
+                if "scores" in record:
+                    record["scores"][name] = verdict.score
+                else:
+                    record["scores"] = {name: verdict.score}
+            if verdict.selection is not None:
+                record["selection"] = verdict.selection
+            if verdict.keep:
+                kept.append(record)
+            else:
+                ctx.reject(record, filter=name, reason=verdict.reason or "", score=verdict.score)
+        stats.seen += len(batch)
+        stats.kept += len(kept)
+        stats.rejected += len(batch) - len(kept)
+        return kept
 
 
-async def _aiter(records: Iterable[Record]) -> AsyncIterator[Record]:
-    for record in records:
-        yield record
-
-
-async def _abatched(records: AsyncIterator[Record], size: int) -> AsyncIterator[list[Record]]:
-    batch: list[Record] = []
-    async for record in records:
-        batch.append(record)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
+async def _batched(records: Iterable[Record], size: int) -> AsyncIterator[list[Record]]:
+    iterator = iter(records)
+    while batch := list(islice(iterator, size)):
         yield batch
+
+
+async def _rebatched(
+    batches: AsyncIterator[list[Record]], size: int
+) -> AsyncIterator[list[Record]]:
+    """Batches of ``size`` again after an earlier filter thinned them out (order kept)."""
+    pending: list[Record] = []
+    async for batch in batches:
+        if not pending and len(batch) == size:
+            yield batch
+            continue
+        pending.extend(batch)
+        while len(pending) >= size:
+            yield pending[:size]
+            del pending[:size]
+    if pending:
+        yield pending

@@ -13,7 +13,7 @@ from support import small_llamacpp_config, write_config
 
 from distillpipe.config import load_config
 from distillpipe.errors import InputError
-from distillpipe.io import iter_lines, read_records, write_jsonl
+from distillpipe.io import read_jsonl, read_records, write_jsonl
 from distillpipe.runner import run_pipeline, run_stage
 from distillpipe.stages import stage_named
 from distillpipe.stages.export import build_export, write_export
@@ -177,8 +177,8 @@ def test_logprobs_sidecar_is_line_aligned_with_the_rows(tmp_path: Path):
     config = config_at(tmp_path, logprobs=True, responses="all")
     exported = build_export([COLOUR, FRENCH], config)
     write_export(exported, config, tmp_path / "out", None)
-    train = list(iter_lines(tmp_path / "out" / "train.jsonl"))
-    sidecar = list(iter_lines(tmp_path / "out" / "train.logprobs.jsonl"))
+    train = list(read_jsonl(tmp_path / "out" / "train.jsonl"))
+    sidecar = list(read_jsonl(tmp_path / "out" / "train.logprobs.jsonl"))
     assert len(train) == len(sidecar) == 3
     assert sidecar[0] == {
         "id": "colour", "sample": 0, "tokens": [" Red", "."], "logprobs": [-0.1, -0.2],
@@ -228,7 +228,7 @@ def test_parquet_and_save_to_disk_hold_the_same_rows(tmp_path: Path, monkeypatch
 
     config = full_config(tmp_path, monkeypatch)
     write_export(build_export([COLOUR, FRENCH, *many(8)], config), config, tmp_path / "out", None)
-    jsonl = list(iter_lines(tmp_path / "out" / "train.jsonl"))
+    jsonl = list(read_jsonl(tmp_path / "out" / "train.jsonl"))
     assert load_from_disk(str(tmp_path / "out" / "hf"))["train"].to_list() == jsonl
     import pyarrow.parquet as pq
 
@@ -325,7 +325,7 @@ def test_export_of_real_generate_output_in_a_run(tmp_path: Path):
     results = run_pipeline(config, tmp_path / "run", tmp_path / "in.jsonl")
     assert [result.name for result, _ in results] == ["generate", "export"]
     generated = list(read_records(tmp_path / "run" / "generate.jsonl"))
-    exported = list(iter_lines(tmp_path / "run" / "export" / "train.jsonl"))
+    exported = list(read_jsonl(tmp_path / "run" / "export" / "train.jsonl"))
     texts = {r["text"].strip() for record in generated for r in record["responses"]} - {""}
     assert {row["messages"][-1]["content"] for row in exported} == texts
     manifest = orjson.loads((tmp_path / "run" / "manifest.json").read_bytes())
@@ -341,8 +341,8 @@ def test_logprobs_of_the_real_teacher_line_up_with_the_exported_text(tmp_path: P
     config = load_config(write_config(tmp_path / "config.yaml", data))
     write_jsonl(tmp_path / "in.jsonl", [{"instruction": "Name a colour."}])
     run_pipeline(config, tmp_path / "run", tmp_path / "in.jsonl")
-    (row,) = iter_lines(tmp_path / "run" / "export" / "train.jsonl")
-    (sidecar,) = iter_lines(tmp_path / "run" / "export" / "train.logprobs.jsonl")
+    (row,) = read_jsonl(tmp_path / "run" / "export" / "train.jsonl")
+    (sidecar,) = read_jsonl(tmp_path / "run" / "export" / "train.logprobs.jsonl")
     assert len(sidecar["tokens"]) == len(sidecar["logprobs"]) == len(sidecar["top_logprobs"]) == 6
     text = "".join(sidecar["tokens"])[sidecar["text_offset"] :]
     assert text.startswith(row["messages"][-1]["content"])
