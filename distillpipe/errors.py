@@ -9,7 +9,8 @@
     │   └── FatalTeacherError        401, 403, 400, context length: stop the stage at once
     │       └── MissingApiKeyError   raised before any request is sent
     ├── BudgetExceededError          --max-cost reached; the run is resumable
-    └── ServerError                  a managed local server did not start or died (log tail)
+    ├── ServerError                  a managed local server did not start or died (log tail)
+    └── CacheError                   the response cache could not be written (disk full, locked)
 
 Backend exceptions are mapped to these at the boundary (``raise ... from exc``).
 """
@@ -65,3 +66,7 @@ class BudgetExceededError(DistillpipeError):
 
 class ServerError(DistillpipeError):
     """A managed local server did not start, or died during the run."""
+
+
+class CacheError(DistillpipeError):
+    """The response cache could not be written; what was committed before stays."""

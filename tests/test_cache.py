@@ -1,7 +1,10 @@
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from distillpipe.cache import ResponseCache
+from distillpipe.errors import CacheError
 from distillpipe.teachers.base import Completion
 
 
@@ -27,13 +30,45 @@ def test_migrations_run_once(tmp_path: Path):
     assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 1
 
 
-def test_a_completion_is_visible_to_another_connection_as_soon_as_it_is_put(tmp_path: Path):
+def test_a_put_completion_is_answered_at_once_and_committed_by_flush(tmp_path: Path):
     writer = ResponseCache(tmp_path / "c.sqlite")
     writer.put("sha256:k1", completion("hello"))
+    assert writer.get_many(["sha256:k1"]) == {"sha256:k1": completion("hello")}
+    writer.flush()
     reader = ResponseCache(tmp_path / "c.sqlite")
     found = reader.get_many(["sha256:k1", "sha256:missing"])
     assert list(found) == ["sha256:k1"]
     assert found["sha256:k1"] == completion("hello")
+    writer.close()
+
+
+def test_every_completion_put_while_the_writer_commits_is_committed(tmp_path: Path):
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        for i in range(5000):
+            cache.put(f"sha256:{i}", completion(str(i)))
+            if i % 1000 == 0:  # lookups in between see committed and uncommitted alike
+                assert len(cache.get_many(f"sha256:{j}" for j in range(i + 1))) == i + 1
+    db = sqlite3.connect(tmp_path / "c.sqlite")
+    assert db.execute("SELECT COUNT(*) FROM completions").fetchone()[0] == 5000
+
+
+def test_a_failed_commit_is_raised_not_waited_for(tmp_path: Path):
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    db = sqlite3.connect(tmp_path / "c.sqlite")
+    db.execute(
+        "CREATE TRIGGER full BEFORE INSERT ON completions "
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+    db.commit()
+    cache.put("sha256:k1", completion("hello"))
+    with pytest.raises(
+        CacheError, match=r"c\.sqlite: writing the response cache failed: disk full"
+    ):
+        cache.flush()
+    with pytest.raises(CacheError):
+        cache.put("sha256:k2", completion("again"))
+    with pytest.raises(CacheError):
+        cache.close()
 
 
 def test_lookups_larger_than_one_sqlite_statement(tmp_path: Path):
