@@ -232,6 +232,9 @@ class CostConfig(StrictModel):
     max_cost: float | None = Field(None, gt=0, description="USD; same as --max-cost")
 
 
+PROVIDER_BATCH_RECORDS = 10_000  # within OpenAI's 50,000 and Anthropic's 100,000 a batch
+
+
 class Config(StrictModel):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
     seed: int = 0
@@ -250,6 +253,19 @@ class Config(StrictModel):
     cost: CostConfig = Field(default_factory=CostConfig)
 
     _secrets: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @model_validator(mode="after")
+    def _provider_batches_hold_many_requests(self) -> Config:
+        """In ``teacher.mode: batch`` each dispatch batch becomes one provider batch; 64
+        requests a batch would make 100,000 prompts into 1,500 batches, each queued on
+        the provider's side for minutes to hours. Unless the config says otherwise, a
+        dispatch batch then holds PROVIDER_BATCH_RECORDS records."""
+        if (
+            getattr(self.teacher, "mode", None) == "batch"
+            and "batch_size" not in self.generate.model_fields_set
+        ):
+            self.generate.batch_size = PROVIDER_BATCH_RECORDS
+        return self
 
     @property
     def export_section(self) -> ExportConfig:

@@ -19,6 +19,7 @@ import yaml
 from api_runs import api_config, generate, write_records
 from fault_server import FaultServer
 
+from distillpipe.config import PROVIDER_BATCH_RECORDS
 from distillpipe.errors import FatalTeacherError
 from distillpipe.teachers.batch import JOURNAL
 
@@ -116,3 +117,13 @@ def test_a_killed_batch_run_resumes_by_polling_never_resubmitting(
     for path in (tmp_path / "run").rglob("*"):
         if path.is_file():
             assert b"sk-batch-secret" not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("backend", ["openai", "anthropic"])
+def test_batch_mode_puts_thousands_of_records_in_a_provider_batch_by_default(
+    fault_server: FaultServer, backend: str
+):
+    assert api_config(fault_server, backend, mode="batch").generate.batch_size == (
+        PROVIDER_BATCH_RECORDS
+    )
+    assert api_config(fault_server, backend).generate.batch_size == 64  # chat: small windows
