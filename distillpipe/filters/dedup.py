@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -20,6 +21,21 @@ from pydantic import Field
 
 from distillpipe.filters.base import Filter, FilterOptions, Record, Verdict
 from distillpipe.filters.text import ngrams, normalise, record_text
+
+SIMILARITY_BLOCK = 8192  # kept vectors per matrix product: 256 x 8192 floats = 8 MB
+
+
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    """One record's row in its scored batch's embedding matrix: the batch travels as one
+    array (one pickle for a Ray actor's answer), and decide() compares it as a block."""
+
+    matrix: np.ndarray
+    row: int
+
+    @property
+    def vector(self) -> np.ndarray:
+        return self.matrix[self.row]
 
 
 class DedupOptions(FilterOptions):
@@ -53,6 +69,12 @@ class DedupFilter(Filter):
         self._kept_ids: list[str] = []
         self._embedder: Any = None
         self._permutations: Any = None
+        # semantic: the scored batch being decided, its best match among records kept
+        # before it, and the rows of it kept so far
+        self._batch: np.ndarray | None = None
+        self._batch_best = self._batch_best_index = np.empty(0)
+        self._batch_kept_rows: list[int] = []
+        self._batch_kept_from = 0
 
     def _minhash(self, text: str) -> np.ndarray:
         from datasketch import MinHash
@@ -81,8 +103,8 @@ class DedupFilter(Filter):
                 score["minhash"] = self._minhash(text)
         if self.options.semantic:
             vectors = self._embed([record_text(r, self.options.on) for r in records])
-            for score, vector in zip(scores, vectors, strict=True):
-                score["embedding"] = vector
+            for row, score in enumerate(scores):
+                score["embedding"] = Embedded(vectors, row)
         return scores
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -139,14 +161,41 @@ class DedupFilter(Filter):
         scheme = self._permutations.scheme if self._permutations is not None else "affine32"
         return LeanMinHash(seed=self.options.seed, hashvalues=signature, scheme=scheme)
 
-    def _semantic_match(self, vector: np.ndarray) -> tuple[str, float] | None:
-        if self._kept_vectors is None or not self._kept_ids:
-            return None
-        similarities = self._kept_vectors[: len(self._kept_ids)] @ vector
-        index = int(np.argmax(similarities))
-        if similarities[index] >= self.options.semantic_threshold:
-            return self._kept_ids[index], float(similarities[index])
+    def _semantic_match(self, embedded: Embedded) -> tuple[str, float] | None:
+        """The most similar kept record, if it reaches the threshold. The first record of
+        each scored batch compares the whole batch with everything kept before it in one
+        blocked matrix product; records kept within the batch are compared row by row."""
+        if embedded.matrix is not self._batch:
+            self._start_batch(embedded.matrix)
+        row = embedded.row
+        best_index, best = int(self._batch_best_index[row]), float(self._batch_best[row])
+        if self._batch_kept_rows:
+            rows = np.asarray(self._batch_kept_rows)
+            similarities = embedded.matrix[rows] @ embedded.matrix[row]
+            top = int(np.argmax(similarities))
+            if similarities[top] > best:  # later kept records win only when strictly closer
+                best_index, best = self._batch_kept_from + top, float(similarities[top])
+        if best_index >= 0 and best >= self.options.semantic_threshold:
+            return self._kept_ids[best_index], best
         return None
+
+    def _start_batch(self, matrix: np.ndarray) -> None:
+        kept = len(self._kept_ids)
+        self._batch = matrix
+        self._batch_kept_rows = []
+        self._batch_kept_from = kept
+        self._batch_best = np.full(len(matrix), -np.inf, dtype=np.float32)
+        self._batch_best_index = np.full(len(matrix), -1, dtype=np.int64)
+        if not kept or self._kept_vectors is None:
+            return
+        rows = np.arange(len(matrix))
+        for start in range(0, kept, SIMILARITY_BLOCK):  # bounded memory: batch x block floats
+            block = matrix @ self._kept_vectors[start : min(start + SIMILARITY_BLOCK, kept)].T
+            top = np.argmax(block, axis=1)
+            values = block[rows, top]
+            closer = values > self._batch_best  # ties keep the earlier kept record
+            self._batch_best[closer] = values[closer]
+            self._batch_best_index[closer] = top[closer] + start
 
     def _remember(self, record_id: str, score: dict[str, Any]) -> None:
         if self.options.exact:
@@ -155,7 +204,7 @@ class DedupFilter(Filter):
             self._lsh.insert(record_id, self._lean(score["minhash"]), check_duplication=False)
             self._signatures[record_id] = score["minhash"]
         if self.options.semantic:
-            vector, used = score["embedding"], len(self._kept_ids)
+            vector, used = score["embedding"].vector, len(self._kept_ids)
             if self._kept_vectors is None or used == len(self._kept_vectors):
                 grown = np.zeros((max(1024, 2 * used), vector.shape[0]), dtype=np.float32)
                 if self._kept_vectors is not None:
@@ -163,3 +212,4 @@ class DedupFilter(Filter):
                 self._kept_vectors = grown
             self._kept_vectors[used] = vector
             self._kept_ids.append(record_id)
+            self._batch_kept_rows.append(score["embedding"].row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from distillpipe.filters.base import build_filter
@@ -85,3 +86,45 @@ def test_semantic_dedup_with_the_packaged_minilm() -> None:
     verdicts = decide_all(build_filter(options), records)
     assert [v.keep for v in verdicts] == [True, True, False]
     assert verdicts[2].reason.startswith(f"semantic duplicate of {records[0]['id']} (cosine 0.")
+
+
+def test_semantic_decisions_in_blocks_equal_comparing_each_record_with_all_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batches of 7, a kept set larger than one similarity block: the same keeps and the
+    same duplicate_of as a brute-force scan of every kept vector, record by record."""
+    import distillpipe.filters.dedup as dedup_module
+
+    rng = np.random.default_rng(3)
+    originals = rng.normal(size=(60, 16)).astype(np.float32)
+    rows = [originals[i] for i in range(60)]
+    for _ in range(40):  # planted near-copies of earlier rows, some of them copies of copies
+        rows.append(rows[rng.integers(len(rows))] + rng.normal(scale=0.15, size=16))
+    vectors = np.asarray(rows, dtype=np.float32)[rng.permutation(len(rows))]
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    records = [new_record(f"record {i}") for i in range(len(vectors))]
+    by_text = dict(zip((r["instruction"] for r in records), vectors, strict=True))
+
+    monkeypatch.setattr(dedup_module, "SIMILARITY_BLOCK", 16)
+    options = DedupOptions(type="dedup", exact=False, near=False, semantic=True,
+                           semantic_threshold=0.9, batch_size=7)  # fmt: skip
+    dedup = build_filter(options)
+    monkeypatch.setattr(dedup, "_embed", lambda texts: np.stack([by_text[t] for t in texts]))
+    verdicts = []
+    for start in range(0, len(records), 7):
+        batch = records[start : start + 7]
+        verdicts += [dedup.decide(r, s) for r, s in zip(batch, dedup.score(batch), strict=True)]
+
+    kept: list[tuple[str, np.ndarray]] = []
+    expected = []
+    for record, vector in zip(records, vectors, strict=True):
+        similarities = [float(other @ vector) for _, other in kept]
+        best = int(np.argmax(similarities)) if kept else -1
+        if kept and similarities[best] >= 0.9:
+            expected.append(kept[best][0])
+        else:
+            expected.append(None)
+            kept.append((record["id"], vector))
+    got = [None if v.keep else v.score["duplicate_of"] for v in verdicts]
+    assert got == expected
+    assert 10 <= sum(v is not None for v in expected) < len(records) - 10  # both outcomes
