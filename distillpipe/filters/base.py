@@ -31,7 +31,7 @@ import importlib
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -247,3 +247,14 @@ def primary_response(record: Record) -> tuple[int, dict[str, Any]] | None:
 
 
 ResponseScope = Literal["primary", "all"]
+
+
+def responses_in_scope(
+    record: Record, scope: ResponseScope
+) -> Iterable[tuple[int, dict[str, Any]]]:
+    """``(sample index, response)`` for every response, or for selection.chosen alone."""
+    responses = record.get("responses") or ()
+    if scope == "primary" and responses:
+        chosen = (record.get("selection") or {}).get("chosen") or 0
+        return enumerate(responses[chosen : chosen + 1], start=chosen)
+    return enumerate(responses)

@@ -13,7 +13,14 @@ import ahocorasick_rs
 from pydantic import Field, field_validator
 
 from distillpipe import prompts
-from distillpipe.filters.base import Filter, FilterOptions, Record, ResponseScope, Verdict
+from distillpipe.filters.base import (
+    Filter,
+    FilterOptions,
+    Record,
+    ResponseScope,
+    Verdict,
+    responses_in_scope,
+)
 
 
 class HeuristicsOptions(FilterOptions):
@@ -65,15 +72,10 @@ class HeuristicsFilter(Filter):
         return [self._problems(record) for record in records]
 
     def _problems(self, record: Record) -> list[str]:
-        responses = record.get("responses") or []
-        first = 0
-        if self.options.responses == "primary" and responses:
-            first = (record.get("selection") or {}).get("chosen") or 0
-            responses = responses[first : first + 1]
         options = self.options
         instruction = record["instruction"]
         problems = []
-        for index, response in enumerate(responses, start=first):
+        for index, response in responses_in_scope(record, options.responses):
             text = response.get("text") or ""
             if options.empty and (not text or text.isspace()):
                 problems.append(f"response {index} is empty")

@@ -15,7 +15,14 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from distillpipe.filters.base import Filter, FilterOptions, Record, ResponseScope, Verdict
+from distillpipe.filters.base import (
+    Filter,
+    FilterOptions,
+    Record,
+    ResponseScope,
+    Verdict,
+    responses_in_scope,
+)
 from distillpipe.filters.text import word_count
 from distillpipe.records import user_prompt
 from distillpipe.tokens import count_tokens, encoding_for_model, encoding_named
@@ -93,13 +100,8 @@ class LengthFilter(Filter):
         instruction = {"chars": len(prompt), "words": word_count(prompt)}
         if self._instruction_tokens:
             instruction["tokens"] = self.count_tokens(prompt)
-        responses = record.get("responses") or ()
-        first = 0
-        if self.options.responses == "primary" and responses:
-            first = (record.get("selection") or {}).get("chosen") or 0
-            responses = responses[first : first + 1]
         counted = []
-        for sample, response in enumerate(responses, start=first):
+        for sample, response in responses_in_scope(record, self.options.responses):
             text = response.get("text") or ""
             counts = {
                 "sample": sample,
