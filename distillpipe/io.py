@@ -37,9 +37,14 @@ def _open_binary_for_reading(path: str | Path) -> IO[bytes]:
     return path.open("rb")
 
 
+def source_name(path: str | Path) -> str:
+    """How errors name an input: its path, or ``<stdin>`` for ``-``."""
+    return "<stdin>" if str(path) == STDIO else str(path)
+
+
 def numbered_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line number, JSON object)`` for each line; blank lines are skipped."""
-    name = "<stdin>" if str(path) == STDIO else str(path)
+    name = source_name(path)
     stream = _open_binary_for_reading(path)
     try:
         for lineno, line in enumerate(stream, start=1):
@@ -69,11 +74,8 @@ def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
     for lineno, value in numbered_objects(path):
         instruction = value.get("instruction")
         if type(instruction) is not str or not instruction or instruction.isspace():
-            name = "<stdin>" if str(path) == STDIO else str(path)
-            raise InputError(f"{name}:{lineno}: record has no 'instruction' string")
-        if "id" not in value:
-            ensure_id(value)
-        yield value
+            raise InputError(f"{source_name(path)}:{lineno}: record has no 'instruction' string")
+        yield ensure_id(value)
 
 
 class JsonlWriter:
@@ -165,5 +167,6 @@ __all__ = [
     "numbered_objects",
     "read_jsonl",
     "read_records",
+    "source_name",
     "write_jsonl",
 ]

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from distillpipe.errors import InputError, MissingDependencyError
-from distillpipe.io import STDIO, numbered_objects
+from distillpipe.io import STDIO, numbered_objects, source_name
 from distillpipe.records import Record, new_record
 
 SeedFormat = Literal["auto", "jsonl", "csv", "txt", "hf"]
@@ -131,7 +131,7 @@ def _flag(value: Any, where: str, field: str) -> bool:
 
 
 def _jsonl(path: str, source: SeedSourceConfig) -> Iterator[Record]:
-    name = "<stdin>" if path == STDIO else path
+    name = source_name(path)
     for lineno, row in numbered_objects(path):
         yield seed_record(row, source.columns, f"{name}:{lineno}")
 
