@@ -145,10 +145,12 @@ class ResponseCache:
 
     def flush(self) -> None:
         """Wait until everything ``put`` so far is committed."""
-        if self._writer is not None and self._writer.is_alive():
+        if self._writer is not None:
             done = threading.Event()
             self._queue.put(done)
-            done.wait()
+            # a writer that failed after its last drain would never set it
+            while self._writer.is_alive() and not done.wait(0.1):
+                pass
         self._raise_failure()
 
     def _write(self) -> None:
