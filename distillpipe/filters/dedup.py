@@ -74,7 +74,6 @@ class DedupFilter(Filter):
         self._batch: np.ndarray | None = None
         self._batch_best = self._batch_best_index = np.empty(0)
         self._batch_kept_rows: list[int] = []
-        self._batch_kept_from = 0
 
     def _minhash(self, text: str) -> np.ndarray:
         from datasketch import MinHash
@@ -174,7 +173,8 @@ class DedupFilter(Filter):
             similarities = embedded.matrix[rows] @ embedded.matrix[row]
             top = int(np.argmax(similarities))
             if similarities[top] > best:  # later kept records win only when strictly closer
-                best_index, best = self._batch_kept_from + top, float(similarities[top])
+                kept_before_batch = len(self._kept_ids) - len(self._batch_kept_rows)
+                best_index, best = kept_before_batch + top, float(similarities[top])
         if best_index >= 0 and best >= self.options.semantic_threshold:
             return self._kept_ids[best_index], best
         return None
@@ -183,7 +183,6 @@ class DedupFilter(Filter):
         kept = len(self._kept_ids)
         self._batch = matrix
         self._batch_kept_rows = []
-        self._batch_kept_from = kept
         self._batch_best = np.full(len(matrix), -np.inf, dtype=np.float32)
         self._batch_best_index = np.full(len(matrix), -1, dtype=np.int64)
         if not kept or self._kept_vectors is None:
