@@ -6,18 +6,27 @@ PIP := $(PYTHON) -m pip
 # The CPU build of PyTorch; a plain `pip install torch` would fetch a CUDA build of several GB.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install install-test quickstart test lint bench
+.PHONY: install install-test llama-cpp quickstart test lint bench doctor
 
-install:
+# llama-cpp-python built portably (GGML_NATIVE=OFF, AVX2, no AVX-512/AMX) into a wheel folder
+# keyed by its flags, never from pip's wheel cache; DISTILLPIPE_LLAMA_NATIVE=1 opts in to -march=native.
+llama-cpp:
+	$(PYTHON) -P distillpipe/llama_build.py
+
+install: llama-cpp
 	$(PIP) install -e .
 
-install-test:
+install-test: llama-cpp
 	$(PIP) install "$(TORCH_CPU)"
 	$(PIP) install -e '.[dev,hf,ray]'
 	# headless Chromium renders the HTML report in tests/test_report.py
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
+doctor:
+	distillpipe doctor configs/quickstart.yaml
+
 quickstart: install
+	distillpipe doctor configs/quickstart.yaml
 	distillpipe run configs/quickstart.yaml
 	distillpipe report runs/quickstart -o runs/quickstart/report.html
 
@@ -26,6 +35,7 @@ lint:
 	$(PYTHON) -m ruff format --check distillpipe tests bench
 
 test: install-test lint
+	distillpipe doctor configs/quickstart.yaml
 	$(PYTHON) -m pytest
 
 bench: install-test
