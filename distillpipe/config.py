@@ -184,6 +184,9 @@ class ExecutorConfig(StrictModel):
     def _from_name(cls, value: Any) -> Any:
         return {"type": value} if isinstance(value, str) else value
 
+    def optional_modules(self) -> dict[str, str]:
+        return {"ray": "ray"} if self.type == "ray" else {}
+
 
 ExportFormat = Literal["messages", "sharegpt", "alpaca", "prompt-completion", "dpo"]
 
@@ -275,6 +278,13 @@ class Config(StrictModel):
     def public_dump(self) -> dict[str, Any]:
         """The resolved config as JSON data with every secret replaced by ***."""
         return redacted(self.model_dump(mode="json"), secrets=self._secrets)
+
+    def optional_modules(self) -> dict[str, str]:
+        """Every optional import this run needs (module -> the extra that installs it)."""
+        modules = self.executor.optional_modules()
+        for options in self.filter or []:
+            modules |= options.optional_modules()
+        return modules
 
     def fingerprint(self, *sections: str) -> str:
         """A hash of the named sections (all when none), secrets excluded."""

@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from distillpipe.cli import cache, config
+from distillpipe.cli.doctor import doctor
 from distillpipe.cli.estimate import estimate
 from distillpipe.cli.evolve import evolve
 from distillpipe.cli.export import export
@@ -40,6 +41,7 @@ app.command(name="filter")(filter)
 app.command()(export)
 app.command()(report)
 app.command()(estimate)
+app.command()(doctor)
 app.add_typer(config.app, name="config")
 app.add_typer(cache.app, name="cache")
 

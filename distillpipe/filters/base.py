@@ -94,6 +94,10 @@ class FilterOptions(BaseModel):
     def filter_name(self) -> str:
         return self.name or self.type
 
+    def optional_modules(self) -> dict[str, str]:
+        """The optional imports these options need, each with the extra that installs it."""
+        return {}
+
 
 class ThresholdOptions(FilterOptions):
     """For filters that keep a record when its value lies in [min, max]."""

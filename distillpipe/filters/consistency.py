@@ -29,6 +29,7 @@ from distillpipe.filters.base import (
     ThresholdSpec,
     Verdict,
 )
+from distillpipe.scoring.embeddings import embedding_modules
 
 
 class ConsistencyOptions(ThresholdOptions):
@@ -38,6 +39,11 @@ class ConsistencyOptions(ThresholdOptions):
     min_votes: int = Field(2, ge=1, description="answers: samples the majority needs")
     similarity: Literal["rouge-l", "embedding"] = "rouge-l"
     embedding_model: str | None = Field(None, description="default: the packaged MiniLM")
+
+    def optional_modules(self) -> dict[str, str]:
+        if self.mode == "similarity" and self.similarity == "embedding":
+            return embedding_modules(self.embedding_model)
+        return {}
 
 
 class ConsistencyFilter(ThresholdFilter):

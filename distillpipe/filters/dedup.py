@@ -21,6 +21,7 @@ from pydantic import Field
 
 from distillpipe.filters.base import Filter, FilterOptions, Record, Verdict
 from distillpipe.filters.text import ngrams, normalise, record_text
+from distillpipe.scoring.embeddings import embedding_modules
 
 SIMILARITY_BLOCK = 8192  # kept vectors per matrix product: 256 x 8192 floats = 8 MB
 
@@ -52,6 +53,9 @@ class DedupOptions(FilterOptions):
     semantic_threshold: float = Field(0.95, gt=0.0, le=1.0, description="cosine similarity")
     embedding_model: str | None = Field(None, description="default: the packaged MiniLM")
     seed: int = Field(1, description="MinHash permutation seed")
+
+    def optional_modules(self) -> dict[str, str]:
+        return embedding_modules(self.embedding_model) if self.semantic else {}
 
 
 class DedupFilter(Filter):

