@@ -1,9 +1,11 @@
 """A loopback server speaking the OpenAI and Anthropic wire formats, with faults on demand.
 
 Endpoints: OpenAI ``/v1/chat/completions``, ``/v1/completions``, ``/v1/files``,
-``/v1/files/{id}/content``, ``/v1/batches``; Anthropic ``/v1/messages`` and
-``/v1/messages/batches`` (+ ``/results``). Answers are deterministic echoes of
-the last user message, with usage counts.
+``/v1/files/{id}/content``, ``/v1/batches`` (create, retrieve, list); Anthropic
+``/v1/messages`` and ``/v1/messages/batches`` (create, retrieve, list,
+``/results``). Answers are deterministic echoes of the last user message, with
+usage counts. Batch lists are newest first, in pages of at most
+``batch_list_limit``.
 
 A fault hits the first ``times`` attempts of every distinct request body (so
 every request succeeds in the end, and how often each was tried is counted):
@@ -11,8 +13,14 @@ every request succeeds in the end, and how often each was tried is counted):
 connection is cut), ``stall`` (no answer for ``stall`` seconds), ``malformed``
 (200 with a broken JSON body), ``401`` (always), ``content_filter``;
 ``batch_item_failures`` fails every ``fail_every``-th item of a batch on its
-first submission. Batches stay in progress until ``batch_delay`` seconds pass
-or ``release_batches()`` is called.
+first submission; ``batch_answer_lost`` registers the first ``times`` batches
+submitted but answers their create requests with a 503. Batches stay in
+progress until ``batch_delay`` seconds pass or ``release_batches()`` is called.
+``submit_hold = "after"`` registers a submitted batch, then holds the answer
+while the setting stays (a client killed then paid for a batch it never heard
+of); ``"before"`` holds the request before registering it and drops it if the
+client left meanwhile. ``batch_submits`` counts the create requests received,
+``held`` those held now.
 
 Run it in a thread (``FaultServer().start()``, the tests) or as its own
 process (``python tests/fault_server.py --port P --latency 0.1``, the benchmark).
@@ -27,6 +35,7 @@ import itertools
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -43,6 +52,11 @@ class FaultServer:
         self.fail_every = 3
         self.batch_delay = 0.0
         self.batches_released = False
+        self.submit_hold: str | None = None
+        self.batch_submits = 0
+        self.held = 0
+        self.batch_list_limit = 100
+        self._answers_lost = 0
         self.attempts: Counter[str] = Counter()
         self.answered: Counter[str] = Counter()
         self.files: dict[str, bytes] = {}
@@ -65,6 +79,20 @@ class FaultServer:
     def release_batches(self) -> None:
         self.batches_released = True
 
+    def add_batch(self, kind: str, custom_ids: list[str]) -> str:
+        """Register a batch as another client of the same account would submit it."""
+        body = {"model": "other-model", "messages": [{"role": "user", "content": "hello"}]}
+        if kind == "openai":
+            items = [{"custom_id": cid, "method": "POST", "body": body} for cid in custom_ids]
+            request = {"endpoint": "/v1/chat/completions", "completion_window": "24h"}
+            request["input_file_id"] = self._store_jsonl(items)
+        else:
+            items = [{"custom_id": cid, "params": {**body, "max_tokens": 8}} for cid in custom_ids]
+            request = {}
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(self._register(kind, items, request), self._loop)
+        return future.result(10)
+
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
@@ -77,8 +105,10 @@ class FaultServer:
         app.router.add_post("/v1/files", self.upload_file)
         app.router.add_get("/v1/files/{id}/content", self.file_content)
         app.router.add_post("/v1/batches", self.create_openai_batch)
+        app.router.add_get("/v1/batches", self.list_openai_batches)
         app.router.add_get("/v1/batches/{id}", self.get_openai_batch)
         app.router.add_post("/v1/messages/batches", self.create_anthropic_batch)
+        app.router.add_get("/v1/messages/batches", self.list_anthropic_batches)
         app.router.add_get("/v1/messages/batches/{id}", self.get_anthropic_batch)
         app.router.add_get("/v1/messages/batches/{id}/results", self.anthropic_results)
         return app
@@ -104,6 +134,7 @@ class FaultServer:
         return self
 
     def stop(self) -> None:
+        self.submit_hold = None  # a held answer would keep the shutdown waiting
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
@@ -214,18 +245,79 @@ class FaultServer:
 
     async def create_openai_batch(self, request: web.Request) -> web.Response:
         body = await request.json()
+        self.batch_submits += 1
         if self.fault == "401":
             return _error(401, "invalid api key", "authentication_error")
+        if not await self._hold("before", request):
+            return _error(400, "the client left", "api_error")
         lines = self.files[body["input_file_id"]].splitlines()
         items = [orjson.loads(line) for line in lines if line.strip()]
-        batch_id = f"batch_{next(self._ids)}"
+        batch_id = await self._register("openai", items, body)
+        if (lost := await self._lose_or_hold_answer(request)) is not None:
+            return lost
+        return _json(self._openai_batch_view(batch_id))
+
+    async def list_openai_batches(self, request: web.Request) -> web.Response:
+        page, has_more = self._list_page("openai", request.query.get("after"), None, request)
+        return _json(
+            {
+                "object": "list",
+                "data": [self._openai_batch_view(batch_id) for batch_id in page],
+                "first_id": page[0] if page else None,
+                "last_id": page[-1] if page else None,
+                "has_more": has_more,
+            }
+        )
+
+    async def _register(self, kind: str, items: list[Any], request: dict[str, Any]) -> str:
+        batch_id = f"{'batch' if kind == 'openai' else 'msgbatch'}_{next(self._ids)}"
         self.batches[batch_id] = {
-            "kind": "openai",
+            "kind": kind,
             "items": items,
             "created": time.monotonic(),
-            "request": body,
+            "created_at": time.time(),
+            "request": request,
         }
-        return _json(self._openai_batch_view(batch_id))
+        return batch_id
+
+    async def _hold(self, stage: str, request: web.Request) -> bool:
+        """Hold a batch-create request while ``submit_hold`` is ``stage`` (``held`` counts
+        those held now); False if its client left."""
+
+        def client_left() -> bool:
+            return request.transport is None or request.transport.is_closing()
+
+        if self.submit_hold != stage:
+            return not client_left()
+        self.held += 1
+        try:
+            while self.submit_hold == stage and not client_left():
+                await asyncio.sleep(0.02)
+            return not client_left()
+        finally:
+            self.held -= 1
+
+    async def _lose_or_hold_answer(self, request: web.Request) -> web.Response | None:
+        """After a batch was registered: the 503 that replaces its answer, or None."""
+        if self.fault == "batch_answer_lost" and self._answers_lost < self.times:
+            self._answers_lost += 1
+            return _error(503, "overloaded", "api_error")
+        await self._hold("after", request)
+        return None
+
+    def _list_page(
+        self, kind: str, after: str | None, before: str | None, request: web.Request
+    ) -> tuple[list[str], bool]:
+        """One page of the ``kind`` batches, newest first: after ``after`` (older), or
+        before ``before`` (newer)."""
+        ids = [batch_id for batch_id, b in self.batches.items() if b["kind"] == kind][::-1]
+        ids.sort(key=lambda batch_id: -self.batches[batch_id]["created_at"])
+        limit = min(int(request.query.get("limit", 20)), self.batch_list_limit)
+        if before is not None:
+            older_from = ids.index(before)
+            return ids[max(0, older_from - limit) : older_from], older_from > limit
+        start = ids.index(after) + 1 if after is not None else 0
+        return ids[start : start + limit], start + limit < len(ids)
 
     async def get_openai_batch(self, request: web.Request) -> web.Response:
         batch_id = request.match_info["id"]
@@ -247,7 +339,8 @@ class FaultServer:
             "endpoint": batch["request"]["endpoint"],
             "input_file_id": batch["request"]["input_file_id"],
             "completion_window": batch["request"]["completion_window"],
-            "created_at": int(time.time()),
+            "created_at": int(batch["created_at"]),
+            "metadata": batch["request"].get("metadata"),
             "status": "in_progress",
             "request_counts": {"total": total, "completed": 0, "failed": 0},
         }
@@ -302,16 +395,30 @@ class FaultServer:
     # -- Anthropic message batches ------------------------------------------
 
     async def create_anthropic_batch(self, request: web.Request) -> web.Response:
+        self.batch_submits += 1
         if self.fault == "401":
             return _error(401, "invalid x-api-key", "authentication_error")
         body = await request.json()
-        batch_id = f"msgbatch_{next(self._ids)}"
-        self.batches[batch_id] = {
-            "kind": "anthropic",
-            "items": body["requests"],
-            "created": time.monotonic(),
-        }
+        if not await self._hold("before", request):
+            return _error(400, "the client left", "api_error")
+        batch_id = await self._register("anthropic", body["requests"], {})
+        if (lost := await self._lose_or_hold_answer(request)) is not None:
+            return lost
         return _json(self._anthropic_batch_view(batch_id, request))
+
+    async def list_anthropic_batches(self, request: web.Request) -> web.Response:
+        query = request.query
+        page, has_more = self._list_page(
+            "anthropic", query.get("after_id"), query.get("before_id"), request
+        )
+        return _json(
+            {
+                "data": [self._anthropic_batch_view(batch_id, request) for batch_id in page],
+                "first_id": page[0] if page else None,
+                "last_id": page[-1] if page else None,
+                "has_more": has_more,
+            }
+        )
 
     async def get_anthropic_batch(self, request: web.Request) -> web.Response:
         batch_id = request.match_info["id"]
@@ -331,12 +438,13 @@ class FaultServer:
         else:
             counts["processing"] = len(batch["items"])
         stamp = "2026-01-01T00:00:00Z"
+        created_at = datetime.fromtimestamp(batch["created_at"], UTC)
         return {
             "id": batch_id,
             "type": "message_batch",
             "processing_status": "ended" if done else "in_progress",
             "request_counts": counts,
-            "created_at": stamp,
+            "created_at": created_at.isoformat().replace("+00:00", "Z"),
             "expires_at": stamp,
             "ended_at": stamp if done else None,
             "archived_at": None,

@@ -1,21 +1,24 @@
 """``teacher.mode: batch``: the OpenAI Batch API and Anthropic Message Batches.
 
-For the calls the cache could not answer: write the request file, submit it,
-note the batch id in the journal (``<run dir>/batches/journal.jsonl``), poll
-until it ends, fetch the results and map them back to calls by custom id
-(the call's cache key), so the dispatcher caches each one.
+For the calls the cache could not answer: note the intent in the journal
+(``<run dir>/batches/journal.jsonl``, see batch_journal.py), write the request
+file, submit it, note the batch id, poll until it ends, fetch the results and
+map them back to calls by custom id (the call's cache key), so the dispatcher
+caches each one.
 
 An interrupted run resumes from the journal: a call that an earlier batch
-already carries is polled for, never resubmitted. Items that failed or expired
-are submitted again in a new batch, at most ``max_retries`` times. The SDKs
-earn their place here (multipart uploads, file downloads, JSONL result
-streams); their errors are mapped to the project's at this boundary.
+already carries is polled for, never resubmitted. An intent whose batch id
+was never noted (killed while the provider answered, or the answer was lost)
+is looked for in the provider's list of batches first and submitted again only
+if it is not there. Items that failed or expired are submitted again in a new
+batch, at most ``max_retries`` times. The SDKs earn their place here
+(multipart uploads, file downloads, JSONL result streams); their errors are
+mapped to the project's at this boundary.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,39 +33,16 @@ from distillpipe.errors import (
 )
 from distillpipe.teachers.api import CONTENT_FILTER, ApiTeacher
 from distillpipe.teachers.base import Call, Completion
+from distillpipe.teachers.batch_journal import BatchJournal, Submission, plan_resume
 
-JOURNAL = "journal.jsonl"
+TAG_KEY, CALLS_KEY = "distillpipe_tag", "distillpipe_calls"  # an OpenAI batch's metadata
+CLOCK_SKEW = 300.0  # seconds a provider's clock may run behind ours
 Results = dict[str, Completion | str]  # custom id -> completion, or why the item failed
 
 
 def custom_id(call: Call) -> str:
     """The call's cache key without its ``sha256:`` prefix (64 characters, [0-9a-f])."""
     return call.key.split(":", 1)[1]
-
-
-class BatchJournal:
-    """Append-only record of submitted batches: which custom ids each one carries."""
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / JOURNAL
-
-    def entries(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        rows = []
-        for line in self.path.read_bytes().splitlines():
-            try:
-                rows.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                continue  # a line torn by a kill mid-write: that batch was never noted
-        return rows
-
-    def add(self, entry: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as stream:
-            stream.write(orjson.dumps(entry) + b"\n")
-            stream.flush()
-            os.fsync(stream.fileno())
 
 
 class OpenAIBatches:
@@ -77,7 +57,7 @@ class OpenAIBatches:
             timeout=teacher.options.timeout,
         )
 
-    async def submit(self, calls: Sequence[Call]) -> str:
+    async def submit(self, calls: Sequence[Call], intent: Submission) -> str:
         lines = [
             orjson.dumps(
                 {
@@ -92,10 +72,24 @@ class OpenAIBatches:
         upload = await self.client.files.create(
             file=("distillpipe-batch.jsonl", b"\n".join(lines) + b"\n"), purpose="batch"
         )
-        batch = await self.client.batches.create(
-            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        once = self.client.with_options(max_retries=0)  # a blind retry could pay twice
+        batch = await once.batches.create(
+            input_file_id=upload.id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            metadata={TAG_KEY: intent.tag, CALLS_KEY: intent.signature},
         )
         return batch.id
+
+    async def find(self, intent: Submission, known: set[str]) -> list[str]:
+        """The batch carrying the intent's tag in its metadata (the list is newest first)."""
+        found = []
+        async for batch in self.client.batches.list(limit=100):
+            if batch.created_at < intent.created_at - CLOCK_SKEW:
+                break
+            if (batch.metadata or {}).get(TAG_KEY) == intent.tag:
+                found.append(batch.id)
+        return found
 
     async def poll(self, batch_id: str) -> tuple[bool, str]:
         batch = await self.client.batches.retrieve(batch_id)
@@ -146,13 +140,49 @@ class AnthropicBatches:
             timeout=teacher.options.timeout,
         )
 
-    async def submit(self, calls: Sequence[Call]) -> str:
-        batch = await self.client.messages.batches.create(
+    async def submit(self, calls: Sequence[Call], intent: Submission) -> str:
+        once = self.client.with_options(max_retries=0)  # a blind retry could pay twice
+        batch = await once.messages.batches.create(
             requests=[
                 {"custom_id": custom_id(call), "params": self.teacher.body(call)} for call in calls
             ]
         )
         return batch.id
+
+    async def find(self, intent: Submission, known: set[str]) -> list[str]:
+        """The batches that may be the intent's.
+
+        Message Batches carry no metadata, and a batch shows its custom ids only
+        once it has ended. So a candidate is a batch the journal does not know,
+        of the intent's size, created since the intent (less CLOCK_SKEW; the
+        list is newest first). An ended candidate is checked by the custom id
+        of its first result, and if it is the intent's, it alone is the answer.
+        Otherwise every candidate still in progress is adopted: our batch may
+        be among them, and a stranger's costs a wait, never a payment, since
+        results map back by custom id and ours are not in it.
+        """
+        wanted = set(intent.custom_ids)
+        in_progress = []
+        async for batch in self.client.messages.batches.list(limit=100):
+            if batch.created_at.timestamp() < intent.created_at - CLOCK_SKEW:
+                break
+            size = sum(batch.request_counts.model_dump().values())
+            if batch.id in known or size != len(wanted) or batch.archived_at is not None:
+                continue
+            if batch.processing_status != "ended":
+                in_progress.append(batch.id)
+            elif await self._first_custom_id(batch.id) in wanted:
+                return [batch.id]
+        return in_progress
+
+    async def _first_custom_id(self, batch_id: str) -> str | None:
+        rows = await self.client.messages.batches.results(batch_id)
+        try:
+            async for row in rows:
+                return row.custom_id
+            return None
+        finally:
+            await rows.close()  # the rest of the stream is not read
 
     async def poll(self, batch_id: str) -> tuple[bool, str]:
         batch = await self.client.messages.batches.retrieve(batch_id)
@@ -183,7 +213,7 @@ async def run_batches(teacher: ApiTeacher, calls: Sequence[Call]) -> AsyncIterat
     budget_stop: BudgetExceededError | None = None
     reserved: dict[str, float] = {}
     try:
-        active = _already_submitted(journal, by_id)
+        active = await _resume(teacher, provider, journal, set(by_id))
         for _ in range(teacher.options.max_retries + 1):
             covered = {cid for ids in active.values() for cid in ids}
             fresh = [call for cid, call in by_id.items() if cid not in covered]
@@ -191,11 +221,9 @@ async def run_batches(teacher: ApiTeacher, calls: Sequence[Call]) -> AsyncIterat
                 fresh, refusal = _reserve(teacher, fresh, reserved)
                 budget_stop = budget_stop or refusal
             if fresh:
-                batch_id = await _map_errors(provider.submit(fresh), "submitting a batch")
-                ids = [custom_id(call) for call in fresh]
-                journal.add({"batch_id": batch_id, "backend": teacher.name, "custom_ids": ids})
-                _report(teacher, f"submitted batch {batch_id}: {len(ids):,} requests")
-                active[batch_id] = set(ids)
+                ids = {custom_id(call) for call in fresh}
+                for batch_id in await _submit(teacher, provider, journal, fresh):
+                    active.setdefault(batch_id, set()).update(ids)
             failures: dict[str, str] = {}
             for batch_id, ids in list(active.items()):
                 results = await _wait_and_fetch(teacher, provider, batch_id)
@@ -212,6 +240,8 @@ async def run_batches(teacher: ApiTeacher, calls: Sequence[Call]) -> AsyncIterat
                     else:
                         failures[cid] = outcome
                 del active[batch_id]
+            # an adopted stranger's batch lacks our items; the batch that had them delivered
+            failures = {cid: why for cid, why in failures.items() if cid in by_id}
             if not by_id or (budget_stop is not None and not failures):
                 break
             if failures:
@@ -232,21 +262,68 @@ async def run_batches(teacher: ApiTeacher, calls: Sequence[Call]) -> AsyncIterat
         await provider.client.close()
 
 
-def _provider(teacher: ApiTeacher) -> OpenAIBatches | AnthropicBatches:
+Provider = OpenAIBatches | AnthropicBatches
+
+
+def _provider(teacher: ApiTeacher) -> Provider:
     return AnthropicBatches(teacher) if teacher.name == "anthropic" else OpenAIBatches(teacher)
 
 
-def _already_submitted(journal: BatchJournal, by_id: dict[str, Call]) -> dict[str, set[str]]:
-    """For each pending call, the latest batch that carries it."""
-    latest: dict[str, str] = {}
-    for entry in journal.entries():
-        for cid in entry["custom_ids"]:
-            if cid in by_id:
-                latest[cid] = entry["batch_id"]
-    active: dict[str, set[str]] = {}
-    for cid, batch_id in latest.items():
-        active.setdefault(batch_id, set()).add(cid)
-    return active
+async def _resume(
+    teacher: ApiTeacher, provider: Provider, journal: BatchJournal, pending: set[str]
+) -> dict[str, set[str]]:
+    """The journal's batches that carry pending calls, batch id -> custom ids; an intent
+    the provider never confirmed is looked for on the provider first."""
+    plan = plan_resume(journal.submissions(), pending)
+    for intent, ids in plan.unresolved:
+        for batch_id in await _find(teacher, provider, journal, intent, plan.known_batches):
+            plan.active.setdefault(batch_id, set()).update(ids)
+    return plan.active
+
+
+async def _submit(
+    teacher: ApiTeacher, provider: Provider, journal: BatchJournal, calls: list[Call]
+) -> list[str]:
+    """Submit ``calls`` as one batch, paid for once: each create request is one intent,
+    noted first; when its answer is lost (a timeout, a 5xx, a dropped connection) the
+    provider may still have the batch, so it is looked for before the next attempt."""
+    ids = [custom_id(call) for call in calls]
+    retries = teacher.options.max_retries
+    for attempt in range(retries + 1):
+        intent = journal.intend(teacher.name, ids)
+        try:
+            batch_id = await _map_errors(provider.submit(calls, intent), "submitting a batch")
+        except RetryableTeacherError:
+            if attempt == retries:
+                raise  # the intent stays open; the next run looks for its batch
+            await asyncio.sleep(teacher.options.retry_backoff * 2**attempt)
+            known = {b for seen in journal.submissions() for b in seen.batch_ids}
+            if found := await _find(teacher, provider, journal, intent, known):
+                return found
+            continue
+        journal.note_batch(intent, batch_id)
+        _report(teacher, f"submitted batch {batch_id}: {len(ids):,} requests")
+        return [batch_id]
+    raise AssertionError("unreachable")
+
+
+async def _find(
+    teacher: ApiTeacher,
+    provider: Provider,
+    journal: BatchJournal,
+    intent: Submission,
+    known: set[str],
+) -> list[str]:
+    """Adopt the provider's batches for an intent without a batch id, or abandon it."""
+    doing = f"looking for the batch of intent {intent.tag} among the provider's batches"
+    found = await _map_errors(provider.find(intent, known), doing)
+    for batch_id in found:
+        journal.note_batch(intent, batch_id, adopted=True)
+    if found:
+        _report(teacher, f"found batch {', '.join(found)} submitted before the journal noted it")
+    else:
+        journal.abandon(intent)
+    return found
 
 
 def _reserve(
@@ -268,9 +345,7 @@ def _reserve(
     return allowed, refusal
 
 
-async def _wait_and_fetch(
-    teacher: ApiTeacher, provider: OpenAIBatches | AnthropicBatches, batch_id: str
-) -> Results:
+async def _wait_and_fetch(teacher: ApiTeacher, provider: Provider, batch_id: str) -> Results:
     last = ""
     while True:
         done, status = await _map_errors(provider.poll(batch_id), f"polling batch {batch_id}")
