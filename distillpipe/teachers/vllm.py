@@ -188,7 +188,7 @@ class VllmTeacher(Teacher):
         self._engine_loop: EngineLoop | None = None
 
     def load(self) -> Any:
-        """The ``vllm.LLM``, built on first use (on the engine loop's thread in a run)."""
+        """The ``vllm.LLM``, built on first use, on the calling thread (see vllm_engine.py)."""
         if self._llm is None:
             self._api = self._import_api()
             self._llm = self._api.LLM(**engine_kwargs(self.options))
@@ -208,8 +208,8 @@ class VllmTeacher(Teacher):
         return chat_prompt(self._tokenizer, messages, self.options.chat_template), params
 
     def _loop(self) -> EngineLoop:
-        if self._engine_loop is None:
-            self._engine_loop = EngineLoop(lambda: self.load().llm_engine, self.engine_request)
+        if self._engine_loop is None:  # loads the model here, blocking: nothing runs before it
+            self._engine_loop = EngineLoop(self.load().llm_engine, self.engine_request)
         return self._engine_loop
 
     async def generate(self, calls: Sequence[Call]) -> AsyncIterator[tuple[Call, Completion]]:

@@ -12,8 +12,10 @@ completion to the cache as it finishes. Chunks join the running engine as
 they arrive: the next chunk's requests are added while the last one's
 slowest requests still run, so the GPU does not drain at chunk boundaries.
 
-The engine is not thread-safe: only the loop's thread touches it (loading it
-included). Other threads talk to it through one queue.
+The engine is built before the loop starts, on the caller's thread (the main
+thread under the CLI: vLLM's V1 engine installs signal handlers, which Python
+allows only there). From then on only the loop's thread touches it: the
+engine is not thread-safe. Other threads talk to the loop through one queue.
 """
 
 from __future__ import annotations
@@ -62,26 +64,20 @@ class _Running:
 class EngineLoop:
     """Steps a vLLM engine on its own thread, handing finished outputs to their chunks.
 
-    ``open_engine`` builds the engine (on the loop's thread, on first use);
     ``prepare`` turns a call into ``(prompt, sampling_params)`` for
-    ``add_request`` (also on the loop's thread: it may use the engine's
-    tokenizer, which the engine uses too). A failed engine step fails every
+    ``add_request``, on the loop's thread (it may use the engine's tokenizer,
+    which the engine uses too). A failed engine step fails every
     chunk in the engine and every later one: the engine is not trusted again
     (rerunning resumes from the cache).
     """
 
-    def __init__(
-        self,
-        open_engine: Callable[[], Any],
-        prepare: Callable[[Call], tuple[Any, Any]],
-    ) -> None:
-        self._open_engine = open_engine
+    def __init__(self, engine: Any, prepare: Callable[[Call], tuple[Any, Any]]) -> None:
+        self._engine = engine
         self._prepare = prepare
         self._inbox: queue.SimpleQueue[tuple[str, Chunk | None]] = queue.SimpleQueue()
         self._ids = itertools.count()
         self._thread = threading.Thread(target=self._serve, name="vllm-engine", daemon=True)
-        self._engine: Any = None
-        self._broken: BaseException | None = None
+        self._broken: FatalTeacherError | None = None
 
     def submit(self, calls: Sequence[Call], deliver: Callable[[Delivery], None]) -> Chunk:
         chunk = Chunk(calls, deliver)
@@ -130,11 +126,6 @@ class EngineLoop:
                 return messages
 
     def _add(self, chunk: Chunk, running: _Running) -> None:
-        if self._broken is None and self._engine is None:
-            try:
-                self._engine = self._open_engine()
-            except BaseException as exc:  # handed to every chunk, raised there
-                self._broken = exc
         if self._broken is not None:
             chunk.deliver(self._broken)
             return
@@ -144,13 +135,16 @@ class EngineLoop:
                 prompt, params = self._prepare(call)
                 self._engine.add_request(request_id, prompt, params)
             except Exception as exc:  # a prompt over max_model_len, a bad parameter, no template
-                self._abort(running.drop(chunk))
-                detail = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+                added = running.drop(chunk)
+                detail = _first_line(exc)
+                if not isinstance(exc, ValueError):
+                    detail = f"{type(exc).__name__}: {detail}"
                 refused = FatalTeacherError(
                     f"vLLM refused it: {detail}", request_id=call.request.id
                 )
                 refused.__cause__ = exc
                 chunk.deliver(refused)
+                self._abort(added)
                 return
             running.requests[request_id] = (chunk, call)
 
@@ -186,7 +180,7 @@ class EngineLoop:
             chunk.deliver(self._broken)
 
     def _abort(self, request_ids: list[str]) -> None:
-        if request_ids and self._engine is not None:
+        if request_ids:
             self._engine.abort_request(request_ids)
 
 

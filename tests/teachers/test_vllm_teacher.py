@@ -16,6 +16,7 @@ import functools
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -351,6 +352,26 @@ def test_engine_arguments_reach_vllm_llm():
     llm = teacher.load()
     assert llm.kwargs["max_model_len"] == 512 and llm.kwargs["dtype"] == "bfloat16"
     assert llm.kwargs["model"] == "org/model" and llm.kwargs["seed"] == 0
+
+
+def test_the_engine_is_built_on_the_main_thread_and_stepped_on_its_own():
+    """vLLM's V1 engine installs signal handlers when built: only the main thread may."""
+    engine = StandInEngine()
+    teacher = teacher_with(engine)
+    built_on = []
+
+    async def run():
+        calls = Dispatcher(teacher, None, SEED).calls_for(chat("a", "Hi"))
+        try:
+            async for _ in teacher.generate(calls):
+                built_on.append(teacher.load().built_on)
+        finally:
+            await teacher.aclose()
+
+    asyncio.run(run())
+    assert built_on == [threading.main_thread()]
+    [stepper] = engine.stepped_on
+    assert stepper is not threading.main_thread() and not stepper.is_alive()  # closed
 
 
 def test_vllm_is_imported_only_when_the_engine_is_built(tmp_path: Path):

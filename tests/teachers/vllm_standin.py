@@ -1,7 +1,8 @@
 """A stand-in for ``vllm.LLM`` and its engine: the parts the vllm backend drives, as vLLM has them.
 
 ``StandInLLM(**engine_kwargs)`` is what the backend builds instead of
-``vllm.LLM``: it records its keyword arguments and has ``llm_engine`` and
+``vllm.LLM``: it records its keyword arguments and the thread that built it,
+and has ``llm_engine`` and
 ``get_tokenizer()``, a real Hugging Face tokenizer trained here with a
 Llama-style chat template that writes BOS, and a post-processor that adds BOS
 to plain text, as Llama tokenizers do.
@@ -23,12 +24,13 @@ types (vllm_types.py):
 ``fail_at_step=k`` makes step k raise torch's OutOfMemoryError, as an engine
 out of GPU memory does; ``step_seconds`` makes a step take time, as on a GPU.
 It records each request's prompt ids, its SamplingParams and the steps it was
-added and finished at.
+added and finished at, and the threads that stepped it.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -118,6 +120,7 @@ class StandInEngine:
         self.added_at: dict[str, int] = {}
         self.finished_at: dict[str, int] = {}
         self.aborted: list[str] = []
+        self.stepped_on: set[threading.Thread] = set()
 
     def add_request(self, request_id: str, prompt: Any, params: Any) -> None:
         if isinstance(prompt, str):
@@ -146,6 +149,7 @@ class StandInEngine:
         self.running = [r for r in self.running if r.request_id not in gone]
 
     def step(self) -> list[RequestOutput]:
+        self.stepped_on.add(threading.current_thread())
         self.steps += 1
         if self.steps == self.fail_at_step:
             import torch
@@ -192,6 +196,7 @@ class StandInLLM:
 
     def __init__(self, engine: StandInEngine | None = None, **kwargs: Any) -> None:
         self.kwargs = kwargs
+        self.built_on = threading.current_thread()
         self.llm_engine = engine or StandInEngine(max_model_len=kwargs.get("max_model_len") or 256)
 
     def get_tokenizer(self) -> Any:
