@@ -147,6 +147,12 @@ class Filter(ABC):
         """True when decide() needs every score of the run first (percentile thresholds)."""
         return False
 
+    def config_path(self) -> str | None:
+        """Where this filter sits in the config (``filter.2``), to name its keys in errors."""
+        filters = (self.config.filter or []) if self.config is not None else []
+        names = [options.filter_name for options in filters]
+        return f"filter.{names.index(self.name)}" if self.name in names else None
+
     def attach_dispatcher(self, dispatcher: Dispatcher) -> None:
         """For filters that ask a teacher (uses_teacher): the cached dispatcher to use."""
         self._dispatcher = dispatcher

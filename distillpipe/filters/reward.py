@@ -1,6 +1,8 @@
 """Reward: a Hugging Face sequence-classification reward model (Skywork-Reward,
-ArmoRM, OpenAssistant's deberta RMs ...) through transformers, batched, with
-the model's chat template; or an LLM judge through any teacher backend, with
+ArmoRM, OpenAssistant's deberta RMs ...) through transformers, batched, its
+input built as its card says (the chat template, else the question/answer text
+pair with the tokenizer's special tokens; models that ship their own code need
+``trust_remote_code``); or an LLM judge through any teacher backend, with
 the rubric in ``prompts/filters/judge.{chat,completion}.jinja`` (a 1–10 rating;
 an unparseable reply is judged unparseable, not 0).
 
@@ -37,6 +39,9 @@ class RewardOptions(ThresholdOptions):
     device: str = "auto"
     dtype: str = "auto"
     max_length: int = Field(4096, ge=16, description="transformers: tokens per conversation")
+    trust_remote_code: bool = Field(
+        False, description="transformers: run the code a model ships (ArmoRM); trusted models only"
+    )
     template: str = Field("judge", description="judge: prompts/filters/<template>.*.jinja")
     max_tokens: int = Field(256, ge=1, description="judge: tokens for the rationale and rating")
     on_unparseable: Literal["reject", "keep"] = "reject"
@@ -67,13 +72,21 @@ class RewardFilter(ThresholdFilter):
     # -- transformers -------------------------------------------------------
     def load(self) -> Any:
         if self._model is None:
-            from distillpipe.scoring.transformers import RewardModel
+            from distillpipe.scoring.transformers import NeedsRemoteCode, RewardModel
 
             options = self.options
-            self._model = RewardModel(
-                options.model or "", device=options.device, dtype=options.dtype,
-                max_length=options.max_length,
-            )  # fmt: skip
+            try:
+                self._model = RewardModel(
+                    options.model or "", device=options.device, dtype=options.dtype,
+                    max_length=options.max_length, trust_remote_code=options.trust_remote_code,
+                )  # fmt: skip
+            except NeedsRemoteCode as exc:
+                where = self.config_path()
+                option = f"{where}.trust_remote_code" if where else "trust_remote_code"
+                raise ConfigError(
+                    f"{where or f'filter {self.name}'}: the reward model {exc.model} runs its own "
+                    f"code ({exc.code}); to run it, set {option}: true (only for a model you trust)"
+                ) from None
         return self._model
 
     def score(self, records: Sequence[Record]) -> list[Any]:

@@ -82,51 +82,105 @@ class TransformersScorer:
         return [TokenNLL(total, len(answer)) for total, (_, answer) in zip(sums, rows, strict=True)]
 
 
+class NeedsRemoteCode(Exception):
+    """The model ships its own Python code (``auto_map``) and ``trust_remote_code`` is off."""
+
+    def __init__(self, model: str, code: str) -> None:
+        super().__init__(f"{model} runs its own code ({code})")
+        self.model = model
+        self.code = code
+
+
 class RewardModel:
-    """A sequence-classification reward model: one scalar per (prompt, response)
-    rendered with the model's chat template."""
+    """A sequence-classification reward model: one scalar per (prompt, response),
+    its input built the way the model's card builds it.
+
+    - A tokenizer with a chat template (Skywork-Reward, ArmoRM, most Llama-based
+      RMs): the conversation through ``apply_chat_template``. The template writes
+      the special tokens itself (BOS), so tokenizing adds none, as
+      ``apply_chat_template(tokenize=True)`` does.
+    - No chat template (OpenAssistant's deberta RMs): ``tokenizer(question,
+      answer)``, the text pair with the tokenizer's special tokens
+      (``[CLS] question [SEP] answer [SEP]``); a system prompt is not part of it.
+
+    Models that ship their own code (ArmoRM's gating head) load only with
+    ``trust_remote_code``; without it they raise :class:`NeedsRemoteCode` rather
+    than load transformers' generic class for their architecture, whose untrained
+    head would score noise.
+    """
 
     def __init__(
-        self, model: str, *, device: str = "auto", dtype: str = "auto", max_length: int = 4096
+        self,
+        model: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_length: int = 4096,
+        trust_remote_code: bool = False,
     ) -> None:
         torch, transformers = _torch_and_transformers("the reward-model filter")
         self.torch = torch
         self.device = pick_device(torch, device)
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(model)
+        trust = {"trust_remote_code": trust_remote_code}  # never None: that asks on stdin
+        config = _refusing_remote_code(model, transformers.AutoConfig, **trust)
+        own_class = (getattr(config, "auto_map", None) or {}).get(
+            "AutoModelForSequenceClassification"
+        )
+        if own_class and not trust_remote_code:  # transformers would load its generic class
+            raise NeedsRemoteCode(model, str(own_class))
+        self.tokenizer = _refusing_remote_code(model, transformers.AutoTokenizer, **trust)
         self.model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            model, dtype=_dtype(torch, dtype, self.device)
+            model, config=config, dtype=_dtype(torch, dtype, self.device), **trust
         ).to(self.device)
         self.model.eval()
-        self.max_length = max_length
+        self.chat = bool(getattr(self.tokenizer, "chat_template", None))
+        self.max_length = min(max_length, self.tokenizer.model_max_length)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
 
     def render(self, prompt: str, response: str, system: str | None = None) -> str:
+        """The conversation through the chat template (chat-template models only)."""
         messages = [{"role": "system", "content": system}] if system else []
         messages += [
             {"role": "user", "content": prompt},
             {"role": "assistant", "content": response},
         ]
-        if self.tokenizer.chat_template:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False)
-        return f"{prompt}\n\n{response}"
+        return self.tokenizer.apply_chat_template(messages, tokenize=False)
+
+    def encode(self, conversations: Sequence[tuple[str, str, str | None]]) -> Any:
+        """The padded batch the model scores, on its device."""
+        limits = {"padding": True, "truncation": True, "max_length": self.max_length}
+        if self.chat:
+            texts = [self.render(p, r, s) for p, r, s in conversations]
+            encoded = self.tokenizer(texts, add_special_tokens=False, return_tensors="pt", **limits)
+        else:
+            questions = [prompt for prompt, _, _ in conversations]
+            answers = [response for _, response, _ in conversations]
+            encoded = self.tokenizer(questions, answers, return_tensors="pt", **limits)
+        return encoded.to(self.device)
 
     def rewards(self, conversations: Sequence[tuple[str, str, str | None]]) -> list[float]:
-        torch = self.torch
-        texts = [self.render(p, r, s) for p, r, s in conversations]
-        encoded = self.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            add_special_tokens=False,
-            return_tensors="pt",
-        ).to(self.device)
-        with torch.inference_mode():
-            logits = self.model(**encoded).logits.float()
-        return logits[:, 0].cpu().tolist()
+        with self.torch.inference_mode():
+            output = self.model(**self.encode(conversations))
+        # ArmoRM's own class puts its preference score in `score`; the others in `logits`
+        values = getattr(output, "score", None)
+        if values is None:
+            values = output.logits
+        return values.float().reshape(values.shape[0], -1)[:, 0].cpu().tolist()
+
+
+def _refusing_remote_code(model: str, auto_class: Any, **kwargs: Any) -> Any:
+    """``auto_class.from_pretrained``, with transformers' refusal of a class it does not
+    have (the model's own code, ``trust_remote_code`` off) as :class:`NeedsRemoteCode`."""
+    try:
+        return auto_class.from_pretrained(model, **kwargs)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            kind = auto_class.__name__.removeprefix("Auto").lower()  # config, tokenizer
+            raise NeedsRemoteCode(model, f"its own {kind} class") from None
+        raise
 
 
 def _dtype(torch: Any, dtype: str, device: str) -> Any:

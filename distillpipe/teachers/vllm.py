@@ -1,27 +1,35 @@
-"""In-process vLLM on the GPU: whole chunks of calls go to the engine at once.
+"""In-process vLLM on the GPU: whole chunks of calls in the engine at once, each
+completion handed back the moment its request finishes.
 
 Every chunk the dispatcher hands over (``generate.batch_size`` records × n
-samples) becomes one ``LLM.chat`` (the model's own chat template) or
-``LLM.generate`` call, so vLLM's continuous batching keeps the GPU full; give
-it large chunks (configs/vllm.yaml uses 1024). Each sample is its own call
-with its own seed (``n=1`` per SamplingParams), because the sample is the unit
-the response cache stores and a resumed run must redraw exactly the samples it
-lacks. vLLM is an optional extra imported on first use; choosing this backend
-without it fails at config validation with the ``pip install`` line.
+samples) is added to the engine at once, so vLLM's continuous batching keeps
+the GPU full; give it large chunks (configs/vllm.yaml uses 1024). The engine
+is stepped directly (``LLMEngine.add_request`` / ``step``, see
+vllm_engine.py) rather than through ``LLM.chat`` / ``LLM.generate``, which
+return only when the whole list is done: each finished sample goes to the
+cache at once, so a kill or an out-of-memory loses only what was in flight.
+Chat prompts go through the model's chat template exactly as ``LLM.chat``
+renders them. Each sample is its own request with its own seed (``n=1`` per
+SamplingParams), because the sample is the unit the response cache stores and
+a resumed run must redraw exactly the samples it lacks. vLLM is an optional
+extra imported on first use; choosing this backend without it fails at config
+validation with the ``pip install`` line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
-from collections.abc import AsyncIterator, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from distillpipe.errors import FatalTeacherError, MissingDependencyError
-from distillpipe.teachers.base import Call, Completion, Teacher, TeacherOptions
+from distillpipe.errors import MissingDependencyError
+from distillpipe.teachers.base import Call, Completion, Message, Teacher, TeacherOptions
+from distillpipe.teachers.vllm_engine import Delivery, EngineLoop
 
 
 def vllm_installed() -> bool:
@@ -133,68 +141,106 @@ def completion_from(output: Any, model: str, top_k: int | None) -> Completion:
     )
 
 
+@dataclass(frozen=True)
+class VllmApi:
+    """The parts of vLLM this backend uses, imported on first use (tests pass stand-ins)."""
+
+    LLM: Callable[..., Any]
+    SamplingParams: Callable[..., Any]
+    final_only: Any = None
+    """``RequestOutputKind.FINAL_ONLY`` (vLLM >= 0.6.1): no partial outputs per step."""
+
+
+def import_vllm() -> VllmApi:
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError as exc:
+        raise MissingDependencyError("teacher.backend: vllm", "vllm") from exc
+    try:
+        from vllm.sampling_params import RequestOutputKind
+    except ImportError:  # older vLLM: partial outputs come too, and the loop skips them
+        return VllmApi(LLM, SamplingParams)
+    return VllmApi(LLM, SamplingParams, RequestOutputKind.FINAL_ONLY)
+
+
+def chat_prompt(tokenizer: Any, messages: Sequence[Message], chat_template: str | None) -> Any:
+    """A conversation as a vLLM ``TokensPrompt``, rendered the way ``LLM.chat`` renders
+    it: the template writes the special tokens (BOS), so encoding adds none."""
+    rendered = tokenizer.apply_chat_template(
+        list(messages), tokenize=False, add_generation_prompt=True, chat_template=chat_template
+    )
+    if not isinstance(rendered, str):  # vLLM's Mistral tokenizer renders token ids directly
+        return {"prompt_token_ids": list(rendered)}
+    return {"prompt_token_ids": tokenizer.encode(rendered, add_special_tokens=False)}
+
+
 class VllmTeacher(Teacher):
     name = "vllm"
     Options = VllmOptions
     options: VllmOptions
 
-    def __init__(self, options: VllmOptions) -> None:
+    def __init__(self, options: VllmOptions, *, api: Callable[[], VllmApi] = import_vllm) -> None:
         super().__init__(options)
-        # One thread owns the engine: LLM is not thread-safe, and chunks queue up behind it.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm")
+        self._import_api = api
+        self._api: VllmApi | None = None
         self._llm: Any = None
-        self._sampling_params_type: Any = None
+        self._tokenizer: Any = None
+        self._engine_loop: EngineLoop | None = None
 
     def load(self) -> Any:
-        """The ``vllm.LLM`` engine, built on first use."""
+        """The ``vllm.LLM``, built on first use, on the calling thread (see vllm_engine.py)."""
         if self._llm is None:
-            try:
-                from vllm import LLM, SamplingParams
-            except ImportError as exc:
-                raise MissingDependencyError("teacher.backend: vllm", "vllm") from exc
-            self._sampling_params_type = SamplingParams
-            self._llm = LLM(**engine_kwargs(self.options))
+            self._api = self._import_api()
+            self._llm = self._api.LLM(**engine_kwargs(self.options))
+            self._tokenizer = self._llm.get_tokenizer()
         return self._llm
 
-    def complete_chunk(self, calls: Sequence[Call]) -> list[Completion]:
-        """Every call of the chunk through one engine call per kind (chat, raw prompt)."""
-        llm = self.load()
-        chat = [i for i, call in enumerate(calls) if call.request.messages is not None]
-        raw = [i for i, call in enumerate(calls) if call.request.messages is None]
-        completions: list[Completion | None] = [None] * len(calls)
-        for indexes, is_chat in ((chat, True), (raw, False)):
-            if not indexes:
-                continue
-            chunk = [calls[i] for i in indexes]
-            params = [self._sampling_params_type(**sampling_kwargs(call)) for call in chunk]
-            try:
-                if is_chat:
-                    outputs = llm.chat(
-                        [list(call.request.messages or ()) for call in chunk],
-                        params,
-                        use_tqdm=False,
-                        chat_template=self.options.chat_template,
-                    )
-                else:
-                    outputs = llm.generate(
-                        [call.request.prompt for call in chunk], params, use_tqdm=False
-                    )
-            except ValueError as exc:  # a prompt longer than max_model_len, a bad parameter
-                raise FatalTeacherError(
-                    f"vLLM refused the chunk of {len(chunk)} calls this request starts: {exc}",
-                    request_id=chunk[0].request.id,
-                ) from exc
-            for i, call, output in zip(indexes, chunk, outputs, strict=True):
-                top_k = call.request.params.top_logprobs
-                completions[i] = completion_from(output, self.model, top_k)
-        return [completion for completion in completions if completion is not None]
+    def engine_request(self, call: Call) -> tuple[Any, Any]:
+        """``(prompt, SamplingParams)`` for ``LLMEngine.add_request``: a chat as token ids
+        through the chat template (as ``LLM.chat``), a raw prompt as its text (as
+        ``LLM.generate``, the engine adds BOS)."""
+        assert self._api is not None
+        extra = {} if self._api.final_only is None else {"output_kind": self._api.final_only}
+        params = self._api.SamplingParams(**sampling_kwargs(call), **extra)
+        messages = call.request.messages
+        if messages is None:
+            return call.request.prompt, params
+        return chat_prompt(self._tokenizer, messages, self.options.chat_template), params
+
+    def _loop(self) -> EngineLoop:
+        if self._engine_loop is None:  # loads the model here, blocking: nothing runs before it
+            self._engine_loop = EngineLoop(self.load().llm_engine, self.engine_request)
+        return self._engine_loop
 
     async def generate(self, calls: Sequence[Call]) -> AsyncIterator[tuple[Call, Completion]]:
+        """Each call as its request finishes in the engine, not when the chunk does."""
+        if not calls:
+            return
         loop = asyncio.get_running_loop()
-        completions = await loop.run_in_executor(self._executor, self.complete_chunk, calls)
-        for call, completion in zip(calls, completions, strict=True):
-            yield call, completion
+        arrived: asyncio.Queue[Delivery] = asyncio.Queue()
+
+        def deliver(item: Delivery) -> None:  # from the engine's thread
+            with contextlib.suppress(RuntimeError):  # the event loop closed: nobody waits
+                loop.call_soon_threadsafe(arrived.put_nowait, item)
+
+        engine_loop = self._loop()
+        chunk = engine_loop.submit(calls, deliver)
+        left = len(calls)
+        try:
+            while left:
+                item = await arrived.get()
+                if isinstance(item, BaseException):
+                    raise item
+                for call, output in item:
+                    left -= 1
+                    top_k = call.request.params.top_logprobs
+                    yield call, completion_from(output, self.model, top_k)
+        finally:
+            if left:  # failed, cancelled or abandoned: free the engine of the rest
+                engine_loop.cancel(chunk)
 
     async def aclose(self) -> None:
-        self._executor.shutdown(wait=True)
-        self._llm = None
+        if self._engine_loop is not None:
+            await asyncio.to_thread(self._engine_loop.close)
+            self._engine_loop = None
+        self._llm = self._tokenizer = None

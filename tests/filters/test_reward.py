@@ -1,18 +1,29 @@
 # ruff: noqa: F811 - pytest fixtures imported from tiny_models are parameters here
-"""Reward: a sequence-classification reward model built here (random weights, a
-tokenizer trained on the spot) through the real transformers path; the LLM
-judge through the real cached dispatcher and llama.cpp; robust rating parsing."""
+"""Reward: sequence-classification reward models built here (random weights, a
+tokenizer trained on the spot) through the real transformers path, their
+inputs built as their model cards build them (a question/answer pair with its
+special tokens, a chat template with its BOS once), and models that ship their
+own code only with trust_remote_code; the LLM judge through the real cached
+dispatcher and llama.cpp; robust rating parsing."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from tiny_models import tiny_reward_model  # noqa: F401 - a fixture, used as a parameter below
+from tiny_models import (  # noqa: F401 - fixtures, used as parameters below
+    gated_reward_model,
+    own_code_reward_model,
+    private_hf_modules,
+    tiny_bos_chat_reward_model,
+    tiny_pair_reward_model,
+    tiny_reward_model,
+)
 
 from distillpipe.cache import ResponseCache
 from distillpipe.config import parse_config
 from distillpipe.dispatch import Dispatcher
+from distillpipe.errors import ConfigError
 from distillpipe.filters.base import build_filter
 from distillpipe.filters.judge import parse_rating
 from distillpipe.filters.reward import RewardOptions
@@ -66,6 +77,107 @@ def test_reward_model_scores_every_sample_in_batches(tiny_reward_model) -> None:
     assert single_sample.selection["rejected"] is None  # no preference with one sample
     # the chat template is applied: the rendered text carries the role markers
     assert "<|assistant|>" in reward.load().render("q", "a")
+
+
+def test_a_pair_model_scores_question_and_answer_with_its_special_tokens(
+    tiny_pair_reward_model,
+) -> None:
+    """OpenAssistant's card: ``tokenizer(question, answer)``, i.e. [CLS] q [SEP] a [SEP]."""
+    import torch
+
+    reward = build_filter(RewardOptions(type="reward", model=str(tiny_pair_reward_model)))
+    model = reward.load()
+    tokenizer = model.tokenizer
+    assert not model.chat
+    ids = model.encode([("Name a colour.", "Red.", "Be brief.")])["input_ids"][0].tolist()
+    question = tokenizer("Name a colour.", add_special_tokens=False)["input_ids"]
+    answer = tokenizer("Red.", add_special_tokens=False)["input_ids"]
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    assert ids == [cls, *question, sep, *answer, sep]  # the system prompt is no part of it
+    assert ids.count(cls) == 1
+
+    [score] = reward.score([sampled("Name a colour.", "Red.")])
+    card = tokenizer("Name a colour.", "Red.", return_tensors="pt")
+    with torch.inference_mode():
+        expected = model.model(**card).logits[0, 0].item()
+    assert score["rewards"] == [pytest.approx(expected, abs=1e-5)]
+    long = model.encode([("Name a colour.", "red " * 500, None)])["input_ids"]
+    assert long.shape[1] == 128  # truncated to what the model takes (its tokenizer's max)
+
+
+def test_a_chat_template_model_scores_the_rendered_conversation_with_one_bos(
+    tiny_bos_chat_reward_model,
+) -> None:
+    """Skywork's card: ``apply_chat_template(conversation, tokenize=True)``; the template
+    writes BOS, so the text must not be tokenized with special tokens again."""
+    import torch
+
+    reward = build_filter(RewardOptions(type="reward", model=str(tiny_bos_chat_reward_model)))
+    model = reward.load()
+    tokenizer = model.tokenizer
+    conversation = [
+        {"role": "user", "content": "Name a colour."},
+        {"role": "assistant", "content": "Red."},
+    ]
+    ids = model.encode([("Name a colour.", "Red.", None)])["input_ids"][0].tolist()
+    card = tokenizer.apply_chat_template(conversation, tokenize=True, return_tensors="pt")
+    assert ids == card["input_ids"][0].tolist()
+    assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
+    text = tokenizer.apply_chat_template(conversation, tokenize=False)
+    assert tokenizer(text)["input_ids"].count(tokenizer.bos_token_id) == 2  # the trap avoided
+
+    [score] = reward.score([sampled("Name a colour.", "Red.")])
+    with torch.inference_mode():
+        expected = model.model(input_ids=card["input_ids"]).logits[0, 0].item()
+    assert score["rewards"] == [pytest.approx(expected, abs=1e-5)]
+
+
+def reward_in_config(folder, **options):
+    """The reward filter as the second filter of a config: ``filter.1``."""
+    item = {"type": "reward", "model": str(folder), **options}
+    config = parse_config({"filter": [{"type": "length"}, item]}, source=None)  # type: ignore[arg-type]
+    return build_filter(config.filter[1], config)
+
+
+def test_a_model_shipping_its_own_code_needs_trust_remote_code(
+    own_code_reward_model, private_hf_modules
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        reward_in_config(own_code_reward_model).load()
+    assert str(error.value) == (
+        f"filter.1: the reward model {own_code_reward_model} runs its own code (its own config "
+        "class); to run it, set filter.1.trust_remote_code: true (only for a model you trust)"
+    )
+
+    trusted = reward_in_config(own_code_reward_model, trust_remote_code=True)
+    assert type(trusted.load().model).__name__ == "TinyOwnRewardModel"
+    [score] = trusted.score([sampled("Name a colour.", "Red.", "Blue.")])
+    assert len(score["rewards"]) == 2 and len(set(score["rewards"])) == 2
+
+
+def test_an_armorm_like_model_is_not_quietly_loaded_as_transformers_generic_class(
+    gated_reward_model, private_hf_modules
+) -> None:
+    """ArmoRM's config is a Llama's: without trust_remote_code transformers would load
+    LlamaForSequenceClassification in place of its own class, and score with the wrong head."""
+    import torch
+    from transformers import LlamaForSequenceClassification
+
+    with pytest.raises(ConfigError, match=r"^filter\.1: the reward model .* runs its own code "
+                       r"\(tiny_gated_reward\.TinyGatedReward\); to run it, set "
+                       r"filter\.1\.trust_remote_code: true"):  # fmt: skip
+        reward_in_config(gated_reward_model).load()
+    alone = build_filter(RewardOptions(type="reward", model=str(gated_reward_model)))
+    with pytest.raises(ConfigError, match=r"^filter reward: .* set trust_remote_code: true"):
+        alone.load()
+
+    trusted = reward_in_config(gated_reward_model, trust_remote_code=True)
+    model = trusted.load()
+    [score] = trusted.score([sampled("Name a colour.", "Red.")])
+    generic = LlamaForSequenceClassification.from_pretrained(gated_reward_model)
+    with torch.inference_mode():
+        logit = generic(**model.encode([("Name a colour.", "Red.", None)])).logits[0, 0].item()
+    assert score["rewards"] == [pytest.approx(2.0 * logit + 1.0, abs=1e-5)]  # its own `score`
 
 
 def test_thresholds_bound_the_chosen_reward(tiny_reward_model) -> None:

@@ -1,7 +1,7 @@
 """vLLM's own output and parameter types where vLLM imports; else a recorded copy of them.
 
-The copy mirrors vLLM 0.33's ``vllm.outputs.RequestOutput`` /
-``CompletionOutput``, ``vllm.logprobs.Logprob`` and ``vllm.SamplingParams``:
+The copy mirrors vLLM's ``vllm.outputs.RequestOutput`` / ``CompletionOutput``,
+``vllm.logprobs.Logprob``, ``vllm.SamplingParams`` and ``RequestOutputKind``:
 the same names, fields and constructor keywords (only those distillpipe reads
 or passes). There is no GPU here and vLLM does not install without one, so
 CI uses the copy; with the wheel's pure-Python modules importable the same
@@ -10,17 +10,23 @@ tests run against the real classes (``REAL_VLLM`` says which).
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any
 
 try:
     from vllm.logprobs import Logprob
     from vllm.outputs import CompletionOutput, RequestOutput
-    from vllm.sampling_params import SamplingParams
+    from vllm.sampling_params import RequestOutputKind, SamplingParams
 
     REAL_VLLM = True
 except ImportError:
     REAL_VLLM = False
+
+    class RequestOutputKind(enum.Enum):  # type: ignore[no-redef]
+        CUMULATIVE = 0  # every step: the whole output so far
+        DELTA = 1  # every step: the new tokens only
+        FINAL_ONLY = 2  # only when the request finishes
 
     @dataclass
     class Logprob:  # type: ignore[no-redef]
@@ -66,6 +72,14 @@ except ImportError:
         stop: str | list[str] | None = None
         max_tokens: int | None = 16
         logprobs: int | None = None
+        output_kind: RequestOutputKind = RequestOutputKind.CUMULATIVE
 
 
-__all__ = ["REAL_VLLM", "CompletionOutput", "Logprob", "RequestOutput", "SamplingParams"]
+__all__ = [
+    "REAL_VLLM",
+    "CompletionOutput",
+    "Logprob",
+    "RequestOutput",
+    "RequestOutputKind",
+    "SamplingParams",
+]
