@@ -90,7 +90,7 @@ def run_stage(
     progress = StageProgress(
         progress_mode, stage.name, count_lines(input_path), extra=lambda: _live(ctx)
     )
-    ctx.on_call_done = progress.tick
+    ctx.on_call_done = progress.call_done
     is_async = finished = False
     try:
         with JsonlWriter(output_path) as writer, long_lived_objects_frozen():

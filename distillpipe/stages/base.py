@@ -44,7 +44,7 @@ class StageContext:
     _teacher: Teacher | None = None
     _cache: ResponseCache | None = None
     _dispatcher: Dispatcher | None = None
-    on_call_done: Callable[[], None] | None = None
+    on_call_done: Callable[[bool], None] | None = None  # given whether the cache answered
     budget: BudgetGuard | None = None
     state_dir: Path | None = None
 
@@ -58,7 +58,7 @@ class StageContext:
             self._attach_cost(self._teacher, self._dispatcher)
             if self.on_call_done is not None:
                 tick = self.on_call_done
-                self._dispatcher.on_call_done = lambda completion, cached: tick()
+                self._dispatcher.on_call_done = lambda completion, cached: tick(cached)
         return self._dispatcher
 
     def _attach_cost(self, teacher: Teacher, dispatcher: Dispatcher) -> None:
