@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import pytest
+from support import small_llamacpp_config, write_config
 
 from distillpipe import progress as progress_module
+from distillpipe.io import write_jsonl
 from distillpipe.progress import StageProgress
 
 
@@ -107,3 +115,44 @@ def test_quiet_and_unfinished_plain_stages_print_nothing(capsys: pytest.CaptureF
     failed = StageProgress("plain", "generate", 1, calls=1)
     failed.close(finished=False)
     assert capsys.readouterr().err == ""
+
+
+PROGRESS_LINE = re.compile(
+    r"\[generate\] (?P<calls>\d+)/(?P<calls_total>\d+) calls, "
+    r"(?P<records>\d+)/(?P<records_total>\d+) records, (?P<rate>[\d.]+) calls/s"
+)
+
+
+def test_a_real_generate_run_shows_calls_completing_before_the_stage_ends(
+    tmp_path: Path, cli_env: dict[str, str]
+):
+    """One dispatch batch holds every record, so only completed calls can move the line."""
+    config = write_config(tmp_path / "config.yaml", small_llamacpp_config(n=2, max_tokens=8))
+    write_jsonl(tmp_path / "in.jsonl", [{"instruction": f"Name colour {i}."} for i in range(3)])
+    output = tmp_path / "out.jsonl"
+    seen = []  # (the line's numbers, still running and not yet written when it arrived)
+    with subprocess.Popen(
+        [sys.executable, "-m", "distillpipe", "generate", "-c", str(config),
+         "-i", str(tmp_path / "in.jsonl"), "-o", str(output)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=cli_env,
+    ) as process:  # fmt: skip
+        watchdog = threading.Timer(600, process.kill)
+        watchdog.start()
+        try:
+            assert process.stderr is not None
+            for line in process.stderr:
+                if match := PROGRESS_LINE.match(line.decode()):
+                    numbers = {k: float(v) for k, v in match.groupdict().items()}
+                    seen.append((numbers, process.poll() is None and not output.exists()))
+        finally:
+            watchdog.cancel()
+    assert process.returncode == 0
+    assert seen, "no progress line"
+    first, in_flight = seen[0]
+    assert 0 < first["calls"] < first["calls_total"] == 6 and first["records_total"] == 3
+    assert first["rate"] > 0
+    assert in_flight, "the first line came only once the stage was over"
+    last, _ = seen[-1]
+    assert (last["calls"], last["records"]) == (6, 3)
