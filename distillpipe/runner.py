@@ -25,7 +25,7 @@ from distillpipe.config import Config
 from distillpipe.io import STDIO, JsonlWriter, atomic_write_bytes, file_hash, read_records
 from distillpipe.progress import Mode, StageProgress
 from distillpipe.stages import STAGES
-from distillpipe.stages.base import Record, Stage, StageContext
+from distillpipe.stages.base import Record, Stage, StageContext, expected_counts
 from distillpipe.teachers.cost import BudgetGuard
 
 MANIFEST = "manifest.json"
@@ -87,10 +87,11 @@ def run_stage(
         budget=budget,
         state_dir=state_dir or _state_dir_for(output_path),
     )
+    records, calls = expected_counts(stage, config, count_lines(input_path))
     progress = StageProgress(
-        progress_mode, stage.name, count_lines(input_path), extra=lambda: _live(ctx)
+        progress_mode, stage.name, records, calls=calls, extra=lambda: _live(ctx)
     )
-    ctx.on_call_done = progress.tick
+    ctx.on_call_done = progress.call_done
     is_async = finished = False
     try:
         with JsonlWriter(output_path) as writer, long_lived_objects_frozen():

@@ -263,7 +263,7 @@ class RayExecutor:
             compute=ray.data.ActorPoolStrategy(size=stats.actors),
             **self._remote_args(),
         )
-        progress = StageProgress(progress_mode, f"{stage.name} on ray", len(rows))
+        progress = StageProgress(progress_mode, f"{stage.name} on ray", calls=len(rows))
         finished = False
         try:
             for batch in answered.iter_batches(batch_size=None, batch_format="numpy"):
@@ -273,7 +273,7 @@ class RayExecutor:
                         raise error_from_row(error)
                     cache.put(str(key), completion_from_json(value))
                     stats.sent += 1
-                    progress.advance()
+                    progress.call_done()
             finished = True
         finally:
             progress.close(finished=finished)

@@ -8,6 +8,12 @@ sections whose hash decides whether a finished stage must be redone.
 records. A stage that talks to a teacher is an async generator, so every
 teacher call of the stage runs in one event loop (connection pools live there).
 The runner drains it into an atomic writer and records its stats.
+
+For its progress bar a stage may also say what it expects from ``records``
+input records: ``expected_calls(config, records)`` teacher calls and
+``expected_records(config, records)`` records written (None: cannot tell).
+Without them a stage is taken to write a record per input record and to
+make no teacher calls it can count ahead.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ class StageContext:
     _teacher: Teacher | None = None
     _cache: ResponseCache | None = None
     _dispatcher: Dispatcher | None = None
-    on_call_done: Callable[[], None] | None = None
+    on_call_done: Callable[[bool], None] | None = None  # given whether the cache answered
     budget: BudgetGuard | None = None
     state_dir: Path | None = None
 
@@ -58,7 +64,7 @@ class StageContext:
             self._attach_cost(self._teacher, self._dispatcher)
             if self.on_call_done is not None:
                 tick = self.on_call_done
-                self._dispatcher.on_call_done = lambda completion, cached: tick()
+                self._dispatcher.on_call_done = lambda completion, cached: tick(cached)
         return self._dispatcher
 
     def _attach_cost(self, teacher: Teacher, dispatcher: Dispatcher) -> None:
@@ -91,6 +97,18 @@ class StageContext:
             await self._teacher.aclose()
         if self._cache is not None:
             self._cache.close()
+
+
+def expected_counts(
+    stage: Stage, config: Config, records: int | None
+) -> tuple[int | None, int | None]:
+    """(records written, teacher calls) ``stage`` expects from ``records`` input records."""
+    expected_records = getattr(stage, "expected_records", None)
+    expected_calls = getattr(stage, "expected_calls", None)
+    return (
+        expected_records(config, records) if expected_records else records,
+        expected_calls(config, records) if expected_calls and records is not None else None,
+    )
 
 
 class Stage(Protocol):

@@ -172,6 +172,19 @@ class EvolveStage:
     section: ClassVar[str] = "evolve"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "evolve")
 
+    @staticmethod
+    def expected_calls(config: Config, records: int) -> int:
+        """At most: a rewrite per lineage and round, and the teacher's checks of each
+        rewrite that passes the cheap ones."""
+        section = _section(config)
+        checks = section.elimination
+        per_rewrite = 1 + (checks.equality == "teacher") + checks.answer_check
+        return records * section.rounds * per_rewrite
+
+    @staticmethod
+    def expected_records(config: Config, records: int | None) -> int | None:
+        return records if _section(config).output == "last" else None
+
     async def run(self, records: Iterator[Record], ctx: StageContext) -> AsyncIterator[Record]:
         section = _section(ctx.config)
         dispatcher = ctx.dispatcher()

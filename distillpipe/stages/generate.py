@@ -71,6 +71,10 @@ class GenerateStage:
     section: ClassVar[str] = "generate"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "generate")
 
+    @staticmethod
+    def expected_calls(config: Config, records: int) -> int:
+        return records * config.generate.n
+
     def teacher_requests(
         self, records: Iterable[Record], config: Config, mode: str
     ) -> Iterator[Request]:

@@ -142,6 +142,14 @@ class SeedStage:
         """Seeds in any supported shape (JSONL, CSV, text, HF dataset), as records."""
         return load_seeds(path, _section(config).seeds)
 
+    @staticmethod
+    def expected_records(config: Config, records: int | None) -> int | None:
+        """At most: the seeds, when written, and the target. (The calls it takes
+        depend on how many tasks the filters keep, so no call count is expected.)"""
+        section = _section(config)
+        seeds = records if section.include_seeds else 0
+        return None if seeds is None else seeds + section.target
+
     async def run(self, records: Iterator[Record], ctx: StageContext) -> AsyncIterator[Record]:
         section = _section(ctx.config)
         seeds = list(records)
