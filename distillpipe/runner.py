@@ -27,6 +27,7 @@ from distillpipe.progress import Mode, StageProgress
 from distillpipe.stages import STAGES
 from distillpipe.stages.base import Record, Stage, StageContext
 from distillpipe.teachers.cost import BudgetGuard
+from distillpipe.temps import remove_abandoned_temps
 
 MANIFEST = "manifest.json"
 
@@ -208,6 +209,18 @@ class Manifest:
         atomic_write_bytes(self.path, orjson.dumps(self.data, option=orjson.OPT_INDENT_2))
 
 
+def remove_abandoned_run_temps(run_dir: Path) -> None:
+    """What a killed run left of the files runs write here: each stage's output, its
+    rejected records and its folder (the export), and the manifest. A temporary
+    whose writer still runs (a concurrent run) is kept."""
+    targets = [run_dir / MANIFEST]
+    for stage in STAGES:
+        names = (f"{stage.name}.jsonl", f"{stage.name}.rejected.jsonl", stage.name)
+        targets += [run_dir / name for name in names]
+    for target in targets:
+        remove_abandoned_temps(target)
+
+
 def run_pipeline(
     config: Config,
     run_dir: Path,
@@ -222,6 +235,7 @@ def run_pipeline(
     from distillpipe.executors import executor_for  # the executors import this module
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_run_temps(run_dir)
     manifest = Manifest(run_dir)
     manifest.data["name"] = config.name
     manifest.data["config"] = config.public_dump()
