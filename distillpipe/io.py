@@ -154,6 +154,23 @@ def file_hash(path: str | Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def tree_hash(folder: str | Path) -> str:
+    """A content hash of a folder: each file's relative path and hash, in sorted order.
+
+    Hidden files and folders (``.git``, a writer's temporaries) are left out, as
+    ``datasets`` leaves them out of what it loads.
+    """
+    digest = hashlib.sha256()
+    files = []
+    for root, folders, names in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        relative = Path(root).relative_to(folder)
+        files += [(relative / name).as_posix() for name in names if not name.startswith(".")]
+    for name in sorted(files):
+        digest.update(f"{name}\0{file_hash(Path(folder) / name)}\n".encode())
+    return "sha256:" + digest.hexdigest()
+
+
 def _temp_beside(target: Path) -> tuple[IO[bytes], str]:
     """A temporary file in the target's folder, so the final rename is atomic."""
     fd, tmp = create_temp_file(target)
@@ -182,5 +199,6 @@ __all__ = [
     "read_jsonl",
     "read_records",
     "source_name",
+    "tree_hash",
     "write_jsonl",
 ]

@@ -22,7 +22,8 @@ from typing import Any
 import orjson
 
 from distillpipe.config import Config
-from distillpipe.io import STDIO, JsonlWriter, atomic_write_bytes, file_hash, read_records
+from distillpipe.inputs import input_hash, stage_records
+from distillpipe.io import STDIO, JsonlWriter, atomic_write_bytes, file_hash
 from distillpipe.progress import Mode, StageProgress
 from distillpipe.stages import STAGES
 from distillpipe.stages.base import Record, Stage, StageContext
@@ -69,8 +70,6 @@ def run_stage(
 ) -> StageResult:
     """Drain one stage from ``input_path`` into ``output_path`` (both atomic)."""
     result = StageResult(stage.name)
-    reader = getattr(stage, "read_input", read_records)
-    load_input = getattr(stage, "load_input", None)  # a reader that needs the config
     started = time.perf_counter()
 
     def counted(records: Iterator[Record]) -> Iterator[Record]:
@@ -95,7 +94,7 @@ def run_stage(
     is_async = finished = False
     try:
         with JsonlWriter(output_path) as writer, long_lived_objects_frozen():
-            inputs = load_input(input_path, config) if load_input else reader(input_path)
+            inputs = stage_records(stage, input_path, config)
             outputs = stage.run(counted(inputs), ctx)
             if inspect.isasyncgen(outputs):
                 is_async = True
@@ -224,7 +223,7 @@ def remove_abandoned_run_temps(run_dir: Path) -> None:
 def run_pipeline(
     config: Config,
     run_dir: Path,
-    input_path: Path,
+    input_path: str | Path,
     *,
     from_stage: str | None = None,
     to_stage: str | None = None,
@@ -252,9 +251,9 @@ def run_pipeline(
     for stage in stages:
         forced = forced or stage.name == from_stage
         output = run_dir / f"{stage.name}.jsonl"
-        input_hash = file_hash(current)
+        hashed_input = input_hash(stage, current, config)
         config_hash = config.fingerprint(*stage.config_sections)
-        if not forced and manifest.finished(stage.name, input_hash, config_hash, output):
+        if not forced and manifest.finished(stage.name, hashed_input, config_hash, output):
             previous = manifest.data["stages"][stage.name]
             result = StageResult(stage.name, previous["records_in"], previous["records_out"])
             results.append((result, True))
@@ -275,7 +274,7 @@ def run_pipeline(
                 {
                     "status": "done",
                     "input": str(current),
-                    "input_hash": input_hash,
+                    "input_hash": hashed_input,
                     "config_hash": config_hash,
                     "output": output.name,
                     "output_hash": file_hash(output),
