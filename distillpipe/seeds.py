@@ -11,6 +11,7 @@
 Every seed becomes a record whose ``meta`` keeps what Self-Instruct needs
 beyond the instruction (``output``, ``is_classification``). A malformed seed
 raises an InputError naming ``file:line`` (or ``dataset[split] row N``).
+``source_hash`` is what ``distillpipe run``'s manifest keeps of such an input.
 """
 
 from __future__ import annotations
