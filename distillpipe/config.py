@@ -241,7 +241,9 @@ PROVIDER_BATCH_RECORDS = 10_000  # within OpenAI's 50,000 and Anthropic's 100,00
 class Config(StrictModel):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
     seed: int = 0
-    input: str | None = Field(None, description="records JSONL that `run` starts from")
+    input: str | None = Field(
+        None, description="what `run` starts from: records JSONL or a seed input (hf:<id>, folder…)"
+    )
     run_dir: str = "runs"
     cache: CacheConfig = Field(default_factory=CacheConfig)
     teacher: SerializeAsAny[TeacherOptions]

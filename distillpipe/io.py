@@ -3,7 +3,10 @@
 Reading is lazy (memory stays flat however many rows there are) and a bad
 line raises an InputError naming ``file:line``. Writing goes to a temporary
 file beside the target that is renamed into place only when the writer closes
-cleanly, so a failed or killed stage never leaves a half-written output.
+cleanly, so a failed or killed stage never leaves a half-written output (and
+the next writer of the same target removes what a killed one left: temps.py).
+A truncated or corrupt ``.gz`` input is an InputError naming the line where
+the readable data stops.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import gzip
 import hashlib
 import os
 import sys
-import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +25,7 @@ import orjson
 
 from distillpipe.errors import InputError
 from distillpipe.records import ensure_id
+from distillpipe.temps import create_temp_file
 
 STDIO = "-"
 
@@ -46,6 +50,7 @@ def numbered_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line number, JSON object)`` for each line; blank lines are skipped."""
     name = source_name(path)
     stream = _open_binary_for_reading(path)
+    lineno = 0
     try:
         for lineno, line in enumerate(stream, start=1):
             try:
@@ -58,6 +63,9 @@ def numbered_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 kind = type(value).__name__
                 raise InputError(f"{name}:{lineno}: expected a JSON object, got {kind}")
             yield lineno, value
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # raised by reading the next line
+        damage = "truncated" if isinstance(exc, EOFError) else "corrupt"
+        raise InputError(f"{name}:{lineno + 1}: {damage} gzip input ({exc})") from None
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
@@ -105,10 +113,11 @@ class JsonlWriter:
         if self._tmp is None:
             self._stream.flush()
             return
-        self._stream.close()
         if self._stream is not self._raw:
-            self._raw.close()
-        os.replace(self._tmp, self.path)
+            self._stream.close()  # the gzip trailer; the file stays open (and locked)
+        self._raw.flush()
+        os.replace(self._tmp, self.path)  # before closing: a closed temp's lock is free
+        self._raw.close()
         self._tmp = None
 
     def abort(self) -> None:
@@ -145,18 +154,40 @@ def file_hash(path: str | Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def tree_hash(folder: str | Path) -> str:
+    """A content hash of a folder: each file's relative path and hash, in sorted order.
+
+    Hidden files and folders (``.git``, a writer's temporaries) are left out, as
+    ``datasets`` leaves them out of what it loads.
+    """
+    digest = hashlib.sha256()
+    files = []
+    for root, folders, names in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        relative = Path(root).relative_to(folder)
+        files += [(relative / name).as_posix() for name in names if not name.startswith(".")]
+    for name in sorted(files):
+        digest.update(f"{name}\0{file_hash(Path(folder) / name)}\n".encode())
+    return "sha256:" + digest.hexdigest()
+
+
 def _temp_beside(target: Path) -> tuple[IO[bytes], str]:
     """A temporary file in the target's folder, so the final rename is atomic."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    return os.fdopen(fd, "wb"), tmp
+    fd, tmp = create_temp_file(target)
+    return os.fdopen(fd, "wb"), str(tmp)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     stream, tmp = _temp_beside(Path(path))
-    with stream:
-        stream.write(data)
-    os.replace(tmp, path)
+    try:
+        with stream:
+            stream.write(data)
+            stream.flush()
+            os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 __all__ = [
@@ -168,5 +199,6 @@ __all__ = [
     "read_jsonl",
     "read_records",
     "source_name",
+    "tree_hash",
     "write_jsonl",
 ]

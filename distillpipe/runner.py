@@ -22,11 +22,13 @@ from typing import Any
 import orjson
 
 from distillpipe.config import Config
-from distillpipe.io import STDIO, JsonlWriter, atomic_write_bytes, file_hash, read_records
+from distillpipe.inputs import input_hash, stage_records
+from distillpipe.io import STDIO, JsonlWriter, atomic_write_bytes, file_hash
 from distillpipe.progress import Mode, StageProgress
 from distillpipe.stages import STAGES
 from distillpipe.stages.base import Record, Stage, StageContext, expected_counts
 from distillpipe.teachers.cost import BudgetGuard
+from distillpipe.temps import remove_abandoned_temps
 
 MANIFEST = "manifest.json"
 
@@ -68,8 +70,6 @@ def run_stage(
 ) -> StageResult:
     """Drain one stage from ``input_path`` into ``output_path`` (both atomic)."""
     result = StageResult(stage.name)
-    reader = getattr(stage, "read_input", read_records)
-    load_input = getattr(stage, "load_input", None)  # a reader that needs the config
     started = time.perf_counter()
 
     def counted(records: Iterator[Record]) -> Iterator[Record]:
@@ -95,7 +95,7 @@ def run_stage(
     is_async = finished = False
     try:
         with JsonlWriter(output_path) as writer, long_lived_objects_frozen():
-            inputs = load_input(input_path, config) if load_input else reader(input_path)
+            inputs = stage_records(stage, input_path, config)
             outputs = stage.run(counted(inputs), ctx)
             if inspect.isasyncgen(outputs):
                 is_async = True
@@ -209,10 +209,22 @@ class Manifest:
         atomic_write_bytes(self.path, orjson.dumps(self.data, option=orjson.OPT_INDENT_2))
 
 
+def remove_abandoned_run_temps(run_dir: Path) -> None:
+    """What a killed run left of the files runs write here: each stage's output, its
+    rejected records and its folder (the export), and the manifest. A temporary
+    whose writer still runs (a concurrent run) is kept."""
+    targets = [run_dir / MANIFEST]
+    for stage in STAGES:
+        names = (f"{stage.name}.jsonl", f"{stage.name}.rejected.jsonl", stage.name)
+        targets += [run_dir / name for name in names]
+    for target in targets:
+        remove_abandoned_temps(target)
+
+
 def run_pipeline(
     config: Config,
     run_dir: Path,
-    input_path: Path,
+    input_path: str | Path,
     *,
     from_stage: str | None = None,
     to_stage: str | None = None,
@@ -223,6 +235,7 @@ def run_pipeline(
     from distillpipe.executors import executor_for  # the executors import this module
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_run_temps(run_dir)
     manifest = Manifest(run_dir)
     manifest.data["name"] = config.name
     manifest.data["config"] = config.public_dump()
@@ -239,9 +252,9 @@ def run_pipeline(
     for stage in stages:
         forced = forced or stage.name == from_stage
         output = run_dir / f"{stage.name}.jsonl"
-        input_hash = file_hash(current)
+        hashed_input = input_hash(stage, current, config)
         config_hash = config.fingerprint(*stage.config_sections)
-        if not forced and manifest.finished(stage.name, input_hash, config_hash, output):
+        if not forced and manifest.finished(stage.name, hashed_input, config_hash, output):
             previous = manifest.data["stages"][stage.name]
             result = StageResult(stage.name, previous["records_in"], previous["records_out"])
             results.append((result, True))
@@ -262,7 +275,7 @@ def run_pipeline(
                 {
                     "status": "done",
                     "input": str(current),
-                    "input_hash": input_hash,
+                    "input_hash": hashed_input,
                     "config_hash": config_hash,
                     "output": output.name,
                     "output_hash": file_hash(output),

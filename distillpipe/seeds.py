@@ -11,6 +11,7 @@
 Every seed becomes a record whose ``meta`` keeps what Self-Instruct needs
 beyond the instruction (``output``, ``is_classification``). A malformed seed
 raises an InputError naming ``file:line`` (or ``dataset[split] row N``).
+``source_hash`` is what ``distillpipe run``'s manifest keeps of such an input.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from distillpipe.errors import InputError, MissingDependencyError
-from distillpipe.io import STDIO, numbered_objects, source_name
-from distillpipe.records import Record, new_record
+from distillpipe.io import STDIO, file_hash, numbered_objects, source_name, tree_hash
+from distillpipe.records import Record, content_hash, new_record
 
 SeedFormat = Literal["auto", "jsonl", "csv", "txt", "hf"]
 HF_PREFIX = "hf:"
@@ -166,22 +167,9 @@ def _txt(path: str, source: SeedSourceConfig) -> Iterator[Record]:
 
 
 def _hf(path: str, source: SeedSourceConfig) -> Iterator[Record]:
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - datasets is a core dependency
-        raise MissingDependencyError("loading seeds from a Hugging Face dataset", "hf") from None
     target = path.removeprefix(HF_PREFIX)
+    dataset = _load_dataset(target, source)
     label = f"{target}[{source.split}]"
-    try:
-        if (Path(target) / "state.json").exists() or (Path(target) / "dataset_dict.json").exists():
-            loaded = datasets.load_from_disk(target)
-            dataset = loaded[source.split] if isinstance(loaded, datasets.DatasetDict) else loaded
-        else:
-            dataset = datasets.load_dataset(target, source.subset, split=source.split)
-    except KeyError:
-        raise InputError(f"{target}: the dataset has no split {source.split!r}") from None
-    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
-        raise InputError(f"{target}: cannot load the dataset: {exc}") from None
     columns = set(dataset.column_names)
     if source.columns.instruction not in columns:
         raise InputError(
@@ -190,3 +178,49 @@ def _hf(path: str, source: SeedSourceConfig) -> Iterator[Record]:
         )
     for number, row in enumerate(dataset, start=1):
         yield seed_record(row, source.columns, f"{label} row {number}")
+
+
+def _load_dataset(target: str, source: SeedSourceConfig) -> Any:
+    """The split a ``save_to_disk`` folder, a folder of data files or a Hub id holds."""
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - datasets is a core dependency
+        raise MissingDependencyError("loading seeds from a Hugging Face dataset", "hf") from None
+    try:
+        if (Path(target) / "state.json").exists() or (Path(target) / "dataset_dict.json").exists():
+            loaded = datasets.load_from_disk(target)
+            return loaded[source.split] if isinstance(loaded, datasets.DatasetDict) else loaded
+        return datasets.load_dataset(target, source.subset, split=source.split)
+    except KeyError:
+        raise InputError(f"{target}: the dataset has no split {source.split!r}") from None
+    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
+        raise InputError(f"{target}: cannot load the dataset: {exc}") from None
+
+
+def is_seed_source(path: str | Path) -> bool:
+    """An input only the seed loaders read: a dataset, a CSV or a text file (not JSONL)."""
+    try:
+        return detect_format(str(path)) != "jsonl"
+    except InputError:  # a name of no known kind is read as records JSONL, as it always was
+        return False
+
+
+def source_hash(path: str | Path, source: SeedSourceConfig) -> str:
+    """A hash of what the seed loaders read from ``path`` with these settings, for the manifest.
+
+    A local file or folder (``hf:`` or not) is hashed by content, so a folder
+    moved elsewhere still matches and a changed file does not; a Hub id by the
+    fingerprint ``datasets`` gives the split it loads from the local HF cache
+    (it follows the dataset's revision and builder config) and by the id.
+    """
+    target = str(path).removeprefix(HF_PREFIX)
+    if Path(target).is_dir():
+        content: dict[str, str] = {"tree": tree_hash(target)}
+    elif Path(target).is_file():
+        content = {"file": file_hash(target)}
+    elif str(path).startswith(HF_PREFIX):
+        dataset = _load_dataset(target, source)
+        content = {"hub": target, "fingerprint": dataset._fingerprint}
+    else:
+        raise InputError(f"{path}: no such file")
+    return content_hash({**content, "seeds": source.model_dump(mode="json")})

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import datasets
 import pytest
 from support import small_llamacpp_config, write_config
 
@@ -150,3 +154,91 @@ def test_a_secret_api_key_reaches_no_file_of_the_run(
     assert any(p.name == "manifest.json" for p in written)
     for path in written:
         assert sentinel.encode() not in path.read_bytes(), path
+
+
+def test_a_truncated_gzip_input_fails_with_one_line_naming_file_and_line(
+    tmp_path: Path, config: Path, cli_env: dict[str, str]
+):
+    whole = tmp_path / "whole.jsonl.gz"  # random text: every line holds compressed bytes
+    write_jsonl(whole, [{"instruction": f"Say {secrets.token_hex(200)}."} for _ in range(10)])
+    (tmp_path / "in.jsonl.gz").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    result = distillpipe("generate", "-c", str(config), "-i", str(tmp_path / "in.jsonl.gz"),
+                         "-o", str(tmp_path / "out" / "out.jsonl"), env=cli_env)  # fmt: skip
+    assert result.returncode == 1
+    (error,) = result.stderr.decode().strip().splitlines()
+    assert re.search(r"in\.jsonl\.gz:\d+: truncated gzip input \(", error), error
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_run_writes_files_and_folders_the_umask_lets_the_team_read(
+    tmp_path: Path, cli_env: dict[str, str]
+):
+    data = {**small_llamacpp_config(max_tokens=4), "input": "in.jsonl",
+            "export": {"save_to_disk": True}}  # fmt: skip
+    config = write_config(tmp_path / "config.yaml", data)
+    write_jsonl(tmp_path / "in.jsonl", [{"instruction": "Name a colour."}])
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "distillpipe", "run", str(config), "--run-dir", str(run_dir)],
+        capture_output=True, env=cli_env, timeout=600, umask=0o022,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    modes = {str(p.relative_to(run_dir)): p.stat().st_mode & 0o777 for p in run_dir.rglob("*")}
+    assert {"generate.jsonl", "export.jsonl", "manifest.json", "export/train.jsonl"} <= set(modes)
+    wrong = {name: oct(mode) for name, mode in modes.items()
+             if mode != (0o755 if (run_dir / name).is_dir() else 0o644)}  # fmt: skip
+    assert wrong == {}
+    assert run_dir.stat().st_mode & 0o777 == 0o755
+
+
+def test_run_starts_generate_from_a_saved_dataset_folder_and_skips_it_on_rerun(
+    tmp_path: Path, cli_env: dict[str, str]
+):
+    rows = {"instruction": ["Name a colour.", "Name a fruit."]}
+    datasets.Dataset.from_dict(rows).save_to_disk(tmp_path / "prompts")
+    config = write_config(
+        tmp_path / "config.yaml", {**small_llamacpp_config(max_tokens=4), "input": "prompts"}
+    )
+    run_dir = tmp_path / "run"
+    first = distillpipe("run", str(config), "--run-dir", str(run_dir), env=cli_env)
+    assert first.returncode == 0, first.stderr.decode()
+    generated = list(read_records(run_dir / "generate.jsonl"))
+    assert [r["instruction"] for r in generated] == rows["instruction"]
+    assert all(len(r["responses"]) == 1 for r in generated)
+
+    again = distillpipe("run", str(config), "--run-dir", str(run_dir), env=cli_env)
+    assert again.returncode == 0, again.stderr.decode()
+    assert "skipped: done" in again.stderr.decode()
+
+    shutil.rmtree(tmp_path / "prompts")
+    datasets.Dataset.from_dict({"instruction": ["Name a colour."]}).save_to_disk(
+        tmp_path / "prompts"
+    )
+    changed = distillpipe("run", str(config), "--run-dir", str(run_dir), env=cli_env)
+    assert changed.returncode == 0, changed.stderr.decode()
+    assert "skipped" not in changed.stderr.decode()
+    assert [r["instruction"] for r in read_records(run_dir / "generate.jsonl")] == [
+        "Name a colour."
+    ]
+
+
+def test_run_reads_an_hf_id_through_the_seed_stage_and_skips_both_stages_on_rerun(
+    tmp_path: Path, cli_env: dict[str, str]
+):
+    folder = tmp_path / "hub-like"
+    folder.mkdir()
+    write_jsonl(folder / "test.jsonl", [{"question": "Name a colour."}, {"question": "Hum."}])
+    seeds = {"split": "test", "columns": {"instruction": "question"}}
+    data = {**small_llamacpp_config(max_tokens=4), "input": f"hf:{folder}",
+            "self_instruct": {"target": 0, "seeds": seeds}}  # fmt: skip
+    config = write_config(tmp_path / "config.yaml", data)
+    run_dir = tmp_path / "run"
+    first = distillpipe("run", str(config), "--run-dir", str(run_dir), env=cli_env)
+    assert first.returncode == 0, first.stderr.decode()
+    assert [r["instruction"] for r in read_records(run_dir / "generate.jsonl")] == [
+        "Name a colour.",
+        "Hum.",
+    ]
+    again = distillpipe("run", str(config), "--run-dir", str(run_dir), env=cli_env)
+    assert again.returncode == 0, again.stderr.decode()
+    assert again.stderr.decode().count("skipped: done") == 2

@@ -83,3 +83,42 @@ def test_dash_reads_stdin_and_writes_stdout():
         check=True,
     )
     assert result.stdout == b'{"n":3}\n{"n":6}\n'
+
+
+def test_a_truncated_gzip_input_names_the_line_after_the_last_complete_one(tmp_path: Path):
+    whole = tmp_path / "whole.jsonl.gz"
+    write_jsonl(whole, [{"instruction": f"task {i}: {i * 7919 % 10007}"} for i in range(400)])
+    truncated = tmp_path / "in.jsonl.gz"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    complete = []
+    with pytest.raises(InputError) as raised:
+        for record in read_records(truncated):
+            complete.append(record)
+    assert 0 < len(complete) < 400
+    assert str(raised.value).startswith(f"{truncated}:{len(complete) + 1}: truncated gzip input (")
+    assert len(str(raised.value).splitlines()) == 1
+
+
+def test_a_file_that_is_not_gzip_is_a_corrupt_gzip_input_at_line_1(tmp_path: Path):
+    path = tmp_path / "in.jsonl.gz"
+    path.write_text('{"instruction": "not compressed"}\n')
+    with pytest.raises(InputError, match=r"in\.jsonl\.gz:1: corrupt gzip input \("):
+        list(read_records(path))
+
+
+WRITE_EACH_KIND = """
+import sys
+from pathlib import Path
+from distillpipe.io import atomic_write_bytes, write_jsonl
+folder = Path(sys.argv[1])
+write_jsonl(folder / "plain.jsonl", [{"instruction": "x"}])
+write_jsonl(folder / "packed.jsonl.gz", [{"instruction": "x"}])
+atomic_write_bytes(folder / "manifest.json", b"{}")
+"""
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_get_the_mode_the_umask_gives(tmp_path: Path, umask: int, mode: int):
+    subprocess.run([sys.executable, "-c", WRITE_EACH_KIND, str(tmp_path)], umask=umask, check=True)
+    written = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()}
+    assert written == dict.fromkeys(("plain.jsonl", "packed.jsonl.gz", "manifest.json"), mode)

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from support import write_config
+from stages.killing import kill_after, start
+from support import small_llamacpp_config, write_config
 
 from distillpipe.config import load_config
 from distillpipe.io import read_jsonl, write_jsonl
@@ -70,3 +71,25 @@ def test_a_freeze_made_by_the_caller_is_left_alone(tmp_path, inputs):
         assert not any(tracked is callers_object for tracked in gc.get_objects())  # still frozen
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_stage_leaves_a_temporary_that_the_next_run_removes(tmp_path: Path):
+    config = {**small_llamacpp_config(max_tokens=4), "input": "in.jsonl"}
+    write_config(tmp_path / "config.yaml", config)
+    write_jsonl(tmp_path / "in.jsonl", [{"instruction": f"Name shop {i}."} for i in range(3)])
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    users_file = run_dir / ".generate.jsonl.notes.tmp"  # not of a writer's shape: not ours
+    args = ["run", str(tmp_path / "config.yaml"), "--run-dir", str(run_dir)]
+
+    first = start(tmp_path, args, cache, tmp_path / "1.log", "first")
+    kill_after(first, cache, 1, tmp_path / "first.stderr")
+    (left,) = run_dir.glob(".generate.jsonl.*.tmp")
+    assert not (run_dir / "generate.jsonl").exists()
+    users_file.write_text("mine")
+
+    second = start(tmp_path, args, cache, tmp_path / "2.log", "second")
+    assert second.wait(timeout=600) == 0, (tmp_path / "second.stderr").read_text()
+    assert not left.exists()
+    assert sorted(path.name for path in run_dir.glob(".*")) == [users_file.name]
+    assert len(list(read_jsonl(run_dir / "generate.jsonl"))) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import datasets
@@ -10,7 +11,7 @@ import pytest
 
 from distillpipe.errors import InputError
 from distillpipe.records import record_id
-from distillpipe.seeds import SeedColumns, SeedSourceConfig, load_seeds
+from distillpipe.seeds import SeedColumns, SeedSourceConfig, load_seeds, source_hash
 
 SELF_INSTRUCT_ROW = {
     "id": "seed_task_0",
@@ -86,6 +87,28 @@ def test_load_dataset_on_a_local_folder_of_data_files(tmp_path):
     assert [r["instruction"] for r in records] == ["Name a fruit.", "Hum."]
     with pytest.raises(InputError, match=r"no split 'validation'|validation"):
         list(load_seeds(f"hf:{folder}", SeedSourceConfig(split="validation")))
+
+
+def test_a_dataset_folder_is_hashed_by_its_content_and_how_it_is_read(tmp_path):
+    rows = {"instruction": ["Name a fruit.", "Hum."]}
+    datasets.Dataset.from_dict(rows).save_to_disk(tmp_path / "ds")
+    first = source_hash(tmp_path / "ds", SeedSourceConfig())
+    shutil.copytree(tmp_path / "ds", tmp_path / "moved")
+    (tmp_path / "moved" / ".DS_Store").write_text("a file manager's, not the dataset's")
+    assert source_hash(f"hf:{tmp_path / 'moved'}", SeedSourceConfig()) == first
+    assert source_hash(tmp_path / "ds", SeedSourceConfig(split="test")) != first
+    columns = SeedColumns(instruction="instruction", input=None)
+    assert source_hash(tmp_path / "ds", SeedSourceConfig(columns=columns)) != first
+    shutil.rmtree(tmp_path / "ds")
+    datasets.Dataset.from_dict({"instruction": ["Name a fruit.", "Hum!"]}).save_to_disk(
+        tmp_path / "ds"
+    )
+    assert source_hash(tmp_path / "ds", SeedSourceConfig()) != first
+
+
+def test_a_missing_local_source_is_no_such_file(tmp_path):
+    with pytest.raises(InputError, match=r"nowhere\.csv: no such file"):
+        source_hash(tmp_path / "nowhere.csv", SeedSourceConfig())
 
 
 MALFORMED = [

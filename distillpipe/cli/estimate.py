@@ -9,11 +9,12 @@ import typer
 
 from distillpipe.cache import ResponseCache
 from distillpipe.cli.common import SetOption, load
-from distillpipe.cli.run import resolve_relative
+from distillpipe.cli.run import config_input
 from distillpipe.config import Config
 from distillpipe.dispatch import call_key
 from distillpipe.errors import ConfigError
-from distillpipe.io import read_records
+from distillpipe.inputs import stage_records
+from distillpipe.stages import stage_named
 from distillpipe.stages.generate import RequestBuilder
 from distillpipe.teachers.api import is_local
 from distillpipe.teachers.cost import FREE, Price, find_price, prompt_tokens
@@ -22,7 +23,8 @@ from distillpipe.teachers.cost import FREE, Price, find_price, prompt_tokens
 def estimate(
     config: Annotated[Path, typer.Argument(help="The YAML config.")],
     input: Annotated[
-        str | None, typer.Option("--input", "-i", help="Records JSONL; default: config input.")
+        str | None,
+        typer.Option("--input", "-i", help="Records JSONL or a dataset; default: config input."),
     ] = None,
     set: SetOption = None,
 ) -> None:
@@ -31,7 +33,7 @@ def estimate(
     source = input or resolved.input
     if source is None:
         raise ConfigError(f"{config}: input: give --input or set input in the config")
-    path = source if source == "-" or input else str(resolve_relative(source, config))
+    path = source if source == "-" or input else config_input(source, config)
     teacher = resolved.teacher
     mode = "chat" if teacher.mode == "batch" else teacher.mode
     build = RequestBuilder(resolved, mode)
@@ -39,7 +41,7 @@ def estimate(
     records = requests = tokens = cached = 0
     cache = ResponseCache(resolved.cache.path) if resolved.cache.enabled else None
     try:
-        for record in read_records(path):
+        for record in stage_records(stage_named("generate"), path, resolved):
             request = build(record)
             records += 1
             requests += n

@@ -21,6 +21,7 @@ from distillpipe.cli.filter import filter_summary
 from distillpipe.errors import ConfigError
 from distillpipe.progress import message
 from distillpipe.runner import run_pipeline
+from distillpipe.seeds import HF_PREFIX
 
 
 def run(
@@ -42,8 +43,8 @@ def run(
     mode = mode_for(quiet)
     if resolved.input is None:
         raise ConfigError(f"{config}: input: `run` needs the records file to start from")
-    input_path = resolve_relative(resolved.input, config)
-    if not input_path.exists():
+    input_path = config_input(resolved.input, config)
+    if not input_path.startswith(HF_PREFIX) and not Path(input_path).exists():
         raise ConfigError(f"{config}: input: no such file: {input_path}")
     target = run_dir or Path(resolved.run_dir) / resolved.name
     results = run_pipeline(
@@ -60,6 +61,12 @@ def run(
         if not skipped:
             filter_summary(result, mode)
     message(mode, f"run directory: {target}")
+
+
+def config_input(value: str, config_path: Path) -> str:
+    """The config's ``input``: a path relative to the config, or ``hf:<id or path>`` as
+    given (an ``hf:`` path is the datasets library's, relative to the working folder)."""
+    return value if value.startswith(HF_PREFIX) else str(resolve_relative(value, config_path))
 
 
 def resolve_relative(path: str, config_path: Path) -> Path:

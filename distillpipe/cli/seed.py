@@ -17,10 +17,9 @@ from distillpipe.cli.common import (
     rejected_path_for,
     summary,
 )
-from distillpipe.cli.run import resolve_relative
+from distillpipe.cli.run import config_input
 from distillpipe.errors import ConfigError
 from distillpipe.runner import run_stage
-from distillpipe.seeds import HF_PREFIX
 from distillpipe.stages import stage_named
 
 SeedsOption = Annotated[
@@ -48,8 +47,7 @@ def seed(
     if input is None:
         if resolved.input is None:
             raise ConfigError(f"{config}: input: give the seed tasks with -i or in `input`")
-        source = resolved.input
-        input = source if source.startswith(HF_PREFIX) else str(resolve_relative(source, config))
+        input = config_input(resolved.input, config)
     result = run_stage(
         stage_named("seed"),
         resolved,

@@ -43,7 +43,8 @@ from distillpipe.executors.ray_worker import (
     completion_from_json,
     error_from_row,
 )
-from distillpipe.io import STDIO, read_records
+from distillpipe.inputs import stage_records
+from distillpipe.io import STDIO
 from distillpipe.progress import Mode, StageProgress, message
 from distillpipe.runner import StageResult, run_stage
 from distillpipe.stages.base import Stage, build_teacher
@@ -218,7 +219,8 @@ class RayExecutor:
         teacher = build_teacher(config)
         try:
             planner = Dispatcher(teacher, None, config.seed)
-            requests = stage.teacher_requests(read_records(path), config, teacher.mode)
+            records = stage_records(stage, path, config)
+            requests = stage.teacher_requests(records, config, teacher.mode)
             with ResponseCache(config.cache.path) as cache:
                 missing: dict[str, dict[str, str]] = {}
                 for chunk in _batched(requests, _PLAN_CHUNK):

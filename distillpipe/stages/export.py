@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +35,7 @@ from distillpipe.exporters.select import pick_preference, pick_sft
 from distillpipe.io import atomic_write_bytes, write_jsonl
 from distillpipe.stages.base import Record, StageContext
 from distillpipe.stages.generate import system_prompt_for
+from distillpipe.temps import create_temp_dir
 
 SUMMARY = "export.json"
 
@@ -128,14 +129,15 @@ def write_export(
 ) -> list[str]:
     """Write the export directory next to ``target`` and swap it into place."""
     section = config.export_section
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    lock, staging = create_temp_dir(target)  # locked while it fills: see temps.py
     try:
         files = _write_files(exported, config, section, staging, manifest)
         _replace_dir(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        os.close(lock)
     if section.push_to_hub:
         hf.push_to_hub(exported.splits, section.push_to_hub, section.private)
     return files

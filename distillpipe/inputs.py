@@ -1,0 +1,44 @@
+"""What a stage reads, and the hash the manifest keeps of it.
+
+A stage reads records JSONL; a stage with its own ``load_input`` (``seed``)
+reads through that. Any other input that ``distillpipe seed`` takes — an
+``hf:<id or path>`` dataset, a ``save_to_disk`` folder or a folder of data
+files, a CSV or a text file — goes through the same seed loaders (with
+``self_instruct.seeds``' split, subset and columns), so a run without a seed
+stage can start ``generate`` from a Hugging Face dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from distillpipe.config import Config
+from distillpipe.io import STDIO, file_hash, read_records
+from distillpipe.records import Record
+from distillpipe.seeds import SeedSourceConfig, is_seed_source, load_seeds, source_hash
+
+
+def stage_records(stage: object, path: str | Path, config: Config) -> Iterator[Record]:
+    load_input = getattr(stage, "load_input", None)  # a reader that needs the config
+    if load_input is not None:
+        return load_input(path, config)
+    if str(path) != STDIO and is_seed_source(path):
+        return load_seeds(path, _seed_settings(config))
+    return getattr(stage, "read_input", read_records)(path)
+
+
+def input_hash(stage: object, path: str | Path, config: Config) -> str:
+    """A records file's bytes; a dataset's content (or Hub fingerprint) and how it is read.
+
+    A CSV or text file that a stage converts through the seed loaders also
+    hashes the loader settings: they are no part of that stage's config hash.
+    """
+    converted = not hasattr(stage, "load_input") and is_seed_source(path)
+    if Path(path).is_file() and not converted:
+        return file_hash(path)
+    return source_hash(path, _seed_settings(config))
+
+
+def _seed_settings(config: Config) -> SeedSourceConfig:
+    return config.self_instruct.seeds if config.self_instruct else SeedSourceConfig()
