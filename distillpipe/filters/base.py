@@ -42,6 +42,7 @@ from distillpipe.errors import ConfigError
 if TYPE_CHECKING:
     from distillpipe.config import Config
     from distillpipe.dispatch import Dispatcher
+    from distillpipe.teachers.base import SamplingParams
 
 Record = dict[str, Any]
 
@@ -93,6 +94,10 @@ class FilterOptions(BaseModel):
     @property
     def filter_name(self) -> str:
         return self.name or self.type
+
+    def teacher_params(self) -> SamplingParams | None:
+        """What the filter's teacher requests carry, for config validation; None: it asks none."""
+        return None
 
 
 class ThresholdOptions(FilterOptions):

@@ -42,6 +42,11 @@ class RewardOptions(ThresholdOptions):
     on_unparseable: Literal["reject", "keep"] = "reject"
     batch_size: int = Field(16, ge=1)
 
+    def teacher_params(self) -> SamplingParams | None:
+        if self.backend != "judge":
+            return None
+        return SamplingParams(temperature=0.0, max_tokens=self.max_tokens)
+
 
 class RewardFilter(ThresholdFilter):
     type: ClassVar[str] = "reward"
@@ -111,7 +116,8 @@ class RewardFilter(ThresholdFilter):
             "input": record.get("input", ""),
             "response": response,
         }
-        params = SamplingParams(temperature=0.0, max_tokens=self.options.max_tokens)
+        params = self.options.teacher_params()
+        assert params is not None  # a judge
         request_id = f"{record['id']}:{self.name}:{sample}"
         if self._dispatcher.teacher.mode == "chat":
             text = prompts.render(f"filters/{self.options.template}.chat.jinja", **values)
