@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ from distillpipe.teachers.base import SamplingParams, TeacherOptions, teacher_cl
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_NAME = re.compile(r"(api_?key|token|secret|password|authorization)", re.IGNORECASE)
 REDACTED = "***"
+Loc = tuple[str | int, ...]
 
 
 class StrictModel(BaseModel):
@@ -125,6 +127,12 @@ class EliminationConfig(StrictModel):
     answer_check: bool = Field(True, description="fail when the teacher's answer says sorry")
     answer_max_tokens: int = Field(160, ge=1)
     sorry_max_words: int = Field(80, ge=1)
+
+    def equality_params(self, stop: tuple[str, ...] = ()) -> SamplingParams:
+        return SamplingParams(temperature=0.0, max_tokens=self.equality_max_tokens, stop=stop)
+
+    def answer_params(self, stop: tuple[str, ...] = ()) -> SamplingParams:
+        return SamplingParams(temperature=0.0, max_tokens=self.answer_max_tokens, stop=stop)
 
 
 class EvolveConfig(SamplingConfig):
@@ -406,8 +414,42 @@ def parse_config(data: dict[str, Any], source: ConfigSource) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         _raise_validation(exc, (), source)
+    _check_teacher_takes(config, source)
     config._secrets = frozenset(secrets)
     return config
+
+
+def teacher_sampling(config: Config) -> Iterator[tuple[Loc, dict[str, str], SamplingParams]]:
+    """Each kind of request the config's stages send the teacher: where it is set, the
+    config key of each sampling parameter that is not spelled the same, the parameters."""
+    yield ("generate",), {}, config.generate.sampling_params()
+    if config.self_instruct is not None:
+        yield ("self_instruct",), {}, config.self_instruct.sampling_params()
+    if config.evolve is not None:
+        yield ("evolve",), {}, config.evolve.sampling_params()
+        checks, where = config.evolve.elimination, ("evolve", "elimination")
+        if checks.equality == "teacher":
+            yield where, {"max_tokens": "equality_max_tokens"}, checks.equality_params()
+        if checks.answer_check:
+            yield where, {"max_tokens": "answer_max_tokens"}, checks.answer_params()
+    for index, options in enumerate(config.filter or []):
+        params = options.teacher_params()
+        if params is not None:
+            yield ("filter", index), {}, params
+
+
+def _check_teacher_takes(config: Config, source: ConfigSource) -> None:
+    """What the teacher's model would reject fails here, naming the key, not at the first
+    call (the per-model rules: teachers/model_rules.yaml)."""
+    problem = config.teacher.option_problem()
+    if problem is not None:
+        loc = ("teacher", problem[0])
+        raise ConfigError(f"{source.where(loc)}: {_dotted(loc)}: {problem[1]}")
+    for where, names, params in teacher_sampling(config):
+        problem = config.teacher.sampling_problem(params)
+        if problem is not None:
+            loc = (*where, names.get(problem[0], problem[0]))
+            raise ConfigError(f"{source.where(loc)}: {_dotted(loc)}: {problem[1]}")
 
 
 def parse_filters(raw: Any, source: ConfigSource) -> list[FilterOptions]:

@@ -5,7 +5,10 @@ Every stage that talks to a teacher goes through a :class:`Dispatcher`:
 - each request becomes one :class:`Call` per sample whose cache key is the
   hash of (model, messages or prompt, sampling parameters, config seed,
   sample index), and whose sampling seed is drawn from that key — so a rerun
-  issues byte-identical requests;
+  issues byte-identical requests. The sampling parameters are those the
+  teacher sends: one its model is never sent (a reasoning model's
+  temperature) is left out, an option that changes the answer
+  (``reasoning_effort``, a thinking budget) is in;
 - calls the cache answers are replayed; the rest go to the teacher, and each
   completion is committed to the cache the moment it arrives;
 - :meth:`Dispatcher.map_ordered` streams items through with a bounded
@@ -35,6 +38,7 @@ class DispatchStats:
     teacher_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = 0
     teacher_seconds: float = 0.0
     cost_usd: float = 0.0
 
@@ -46,12 +50,20 @@ class DispatchStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def call_key(model: str, request: Request, config_seed: int, sample: int) -> str:
+def call_key(
+    model: str,
+    request: Request,
+    config_seed: int,
+    sample: int,
+    params: dict[str, Any] | None = None,
+) -> str:
+    """``params``: the sampling parameters as the teacher sends them
+    (``TeacherOptions.request_params``); the request's own when not given."""
     return content_hash(
         {
             "model": model,
             **request.payload(),
-            "params": request.params.as_dict(),
+            "params": request.params.as_dict() if params is None else params,
             "seed": config_seed,
             "sample": sample,
         }
@@ -74,8 +86,9 @@ class Dispatcher:
 
     def calls_for(self, request: Request) -> list[Call]:
         calls = []
+        params = self.teacher.options.request_params(request.params)
         for sample in range(request.n):
-            key = call_key(self.teacher.model, request, self.config_seed, sample)
+            key = call_key(self.teacher.model, request, self.config_seed, sample, params)
             calls.append(Call(request, sample, key, seed_from_key(key)))
         return calls
 
@@ -153,6 +166,7 @@ class Dispatcher:
     def _count(self, completion: Completion, *, cached: bool) -> None:
         self.stats.prompt_tokens += completion.prompt_tokens
         self.stats.completion_tokens += completion.completion_tokens
+        self.stats.reasoning_tokens += completion.reasoning_tokens
         if not cached and self.price is not None:
             self.stats.cost_usd += self.price(completion)
         if self.on_call_done is not None:

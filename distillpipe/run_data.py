@@ -219,7 +219,8 @@ def _count_lengths(data: RunData, stage: str, record: dict[str, Any]) -> None:
     data.instruction_words.setdefault(stage, []).append(len(record["instruction"].split()))
     for response in record.get("responses") or []:
         usage = response.get("usage") or {}
-        tokens = usage.get("completion_tokens") or len(response.get("text", "").split())
+        answer_tokens = (usage.get("completion_tokens") or 0) - usage.get("reasoning_tokens", 0)
+        tokens = answer_tokens if answer_tokens > 0 else len(response.get("text", "").split())
         data.response_tokens.setdefault(stage, []).append(tokens)
 
 

@@ -22,6 +22,17 @@ of); ``"before"`` holds the request before registering it and drops it if the
 client left meanwhile. ``batch_submits`` counts the create requests received,
 ``held`` those held now.
 
+Like the real APIs, it checks what reasoning models are sent (``check_bodies``,
+on by default): a parameter the o-series or gpt-5 reject (``max_tokens``,
+temperature or top_p other than 1, penalties, logprobs, stop, an unknown
+``reasoning_effort``) or one Anthropic's Messages API rejects with thinking on
+(temperature other than 1, top_k, top_p below 0.95, a budget under 1024 or
+not below ``max_tokens``; temperature with top_p on the newest Claude models)
+is answered 400 with the API's message, and the body kept in ``rejected``.
+These rules are written out here from the providers' documented errors, apart
+from the client's model_rules.yaml, so that the tests check one against the
+other. Reasoning models answer with reasoning tokens in their usage.
+
 Run it in a thread (``FaultServer().start()``, the tests) or as its own
 process (``python tests/fault_server.py --port P --latency 0.1``, the benchmark).
 """
@@ -63,7 +74,9 @@ class FaultServer:
         self.batches: dict[str, dict[str, Any]] = {}
         self.batch_items_seen: Counter[str] = Counter()
         self.rate_limit_headers: dict[str, str] = {}
-        self.received: list[dict[str, Any]] = []  # bodies answered by /v1/messages
+        self.check_bodies = True
+        self.received: list[dict[str, Any]] = []  # bodies answered by the chat endpoints
+        self.rejected: list[dict[str, Any]] = []  # bodies answered 400 by check_bodies
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -178,19 +191,33 @@ class FaultServer:
 
     # -- synchronous endpoints ----------------------------------------------
 
+    def _rejection(self, body: dict[str, Any], check: Any) -> web.Response | None:
+        """400, as the real API answers, for a parameter the model rejects."""
+        why = check(body) if self.check_bodies else None
+        if why is None:
+            return None
+        self.rejected.append(body)
+        return _error(400, why, "invalid_request_error")
+
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
+        body = orjson.loads(raw)
+        if (rejection := self._rejection(body, openai_rejection)) is not None:
+            return rejection
         if (fault := await self._fault_for(request, raw)) is not None:
             return fault
         self._count_answer(raw)
-        return _json(openai_chat_answer(orjson.loads(raw)), self.rate_limit_headers)
+        self.received.append({"headers": dict(request.headers), "body": body})
+        return _json(openai_chat_answer(body), self.rate_limit_headers)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
+        body = orjson.loads(raw)
+        if (rejection := self._rejection(body, completions_rejection)) is not None:
+            return rejection
         if (fault := await self._fault_for(request, raw)) is not None:
             return fault
         self._count_answer(raw)
-        body = orjson.loads(raw)
         text = f"echo: {body['prompt'][-40:]}"
         return _json(
             {
@@ -207,10 +234,12 @@ class FaultServer:
         raw = await request.read()
         if request.headers.get("anthropic-version") is None:
             return _error(400, "anthropic-version header is required", "invalid_request_error")
+        body = orjson.loads(raw)
+        if (rejection := self._rejection(body, anthropic_rejection)) is not None:
+            return rejection
         if (fault := await self._fault_for(request, raw)) is not None:
             return fault
         self._count_answer(raw)
-        body = orjson.loads(raw)
         self.received.append({"headers": dict(request.headers), "body": body})
         if self.fault == "refusal":
             answer = {**anthropic_answer(body), "stop_reason": "refusal", "content": []}
@@ -358,6 +387,19 @@ class FaultServer:
     def _finish_openai_batch(self, batch: dict[str, Any]) -> None:
         output, errors = [], []
         for item in batch["items"]:
+            why = openai_rejection(item["body"]) if self.check_bodies else None
+            if why is not None:
+                self.rejected.append(item["body"])
+                body = {"error": {"message": why, "type": "invalid_request_error"}}
+                output.append(
+                    {
+                        "id": f"req_{next(self._ids)}",
+                        "custom_id": item["custom_id"],
+                        "response": {"status_code": 400, "request_id": "r", "body": body},
+                        "error": None,
+                    }
+                )
+                continue
             if self._item_fails(item["custom_id"]):
                 errors.append(
                     {
@@ -453,6 +495,11 @@ class FaultServer:
         }
 
     def _anthropic_result(self, item: dict[str, Any]) -> dict[str, Any]:
+        why = anthropic_rejection(item["params"]) if self.check_bodies else None
+        if why is not None:
+            self.rejected.append(item["params"])
+            error = {"type": "error", "error": {"type": "invalid_request_error", "message": why}}
+            return {"custom_id": item["custom_id"], "result": {"type": "errored", "error": error}}
         if self._item_fails(item["custom_id"]):
             error = {"type": "error", "error": {"type": "api_error", "message": "overloaded"}}
             return {"custom_id": item["custom_id"], "result": {"type": "errored", "error": error}}
@@ -465,9 +512,94 @@ class FaultServer:
         return web.Response(body=body, content_type="application/binary")
 
 
+_OPENAI_REASONING = ("o1", "o3", "o4", "gpt-5")
+_EFFORTS = {"o1-mini": (), "o1-preview": (), "gpt-5.1": ("none", "low", "medium", "high")}
+_GPT5_EFFORTS = ("minimal", "low", "medium", "high")
+REASONING_TOKENS = 24  # what a reasoning model's answer says it spent thinking
+
+
+def _effort_values(model: str) -> tuple[str, ...]:
+    for prefix in sorted(_EFFORTS, key=len, reverse=True):
+        if model.startswith(prefix):
+            return _EFFORTS[prefix]
+    return _GPT5_EFFORTS if model.startswith("gpt-5") else ("low", "medium", "high")
+
+
+def openai_rejection(body: dict[str, Any]) -> str | None:
+    """The 400 message the Chat Completions API gives this body, or None."""
+    model = body["model"]
+    if not model.startswith(_OPENAI_REASONING):
+        if "reasoning_effort" in body:
+            return "Unrecognized request argument supplied: reasoning_effort"
+        return None
+    if "max_tokens" in body:
+        return (
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead."
+        )
+    for knob in ("temperature", "top_p"):
+        if knob in body and body[knob] != 1:
+            return (
+                f"Unsupported value: '{knob}' does not support {body[knob]} with this model. "
+                "Only the default (1) value is supported."
+            )
+    for name in ("presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "stop"):
+        if name in body:
+            return f"Unsupported parameter: '{name}' is not supported with this model."
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in _effort_values(model):
+        return f"Unsupported value: 'reasoning_effort' does not support {effort!r} with this model."
+    return None
+
+
+def completions_rejection(body: dict[str, Any]) -> str | None:
+    if body["model"].startswith(_OPENAI_REASONING):
+        return "This is a chat model and not supported in the v1/completions endpoint."
+    return None
+
+
+_ANTHROPIC_THINKING = ("claude-3-7-sonnet", "claude-sonnet-4", "claude-opus-4", "claude-haiku-4-5")
+_ANTHROPIC_ONE_KNOB = (
+    "claude-sonnet-4-5",
+    "claude-sonnet-4-6",
+    "claude-opus-4-1",
+    "claude-opus-4-5",
+    "claude-opus-4-6",
+    "claude-haiku-4-5",
+)
+
+
+def anthropic_rejection(body: dict[str, Any]) -> str | None:
+    """The 400 message the Messages API gives this body, or None."""
+    model, thinking = body["model"], body.get("thinking")
+    if model.startswith(_ANTHROPIC_ONE_KNOB) and "temperature" in body and "top_p" in body:
+        return "`temperature` and `top_p` cannot both be specified for this model."
+    if thinking is None:
+        return None
+    if not model.startswith(_ANTHROPIC_THINKING):
+        return f"thinking is not supported for {model}"
+    budget = thinking.get("budget_tokens", 0)
+    if thinking.get("type") != "enabled" or budget < 1024:
+        return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+    if budget >= body["max_tokens"]:
+        return "`max_tokens` must be greater than `thinking.budget_tokens`"
+    if body.get("temperature", 1) != 1:
+        return "`temperature` may only be set to 1 when thinking is enabled."
+    if "top_k" in body:
+        return "`top_k` must be unset when thinking is enabled."
+    if not 0.95 <= body.get("top_p", 1) <= 1:
+        return "`top_p` must be set to a value between 0.95 and 1 when thinking is enabled."
+    return None
+
+
 def openai_chat_answer(body: dict[str, Any]) -> dict[str, Any]:
     prompt = body["messages"][-1]["content"]
     text = f"echo: {prompt[-40:]}"
+    usage = _usage(" ".join(m["content"] for m in body["messages"]), text)
+    if body["model"].startswith(_OPENAI_REASONING):  # billed as output, hidden from the text
+        usage["completion_tokens"] += REASONING_TOKENS
+        usage["total_tokens"] += REASONING_TOKENS
+        usage["completion_tokens_details"] = {"reasoning_tokens": REASONING_TOKENS}
     return {
         "id": "chatcmpl-1",
         "object": "chat.completion",
@@ -479,30 +611,35 @@ def openai_chat_answer(body: dict[str, Any]) -> dict[str, Any]:
                 "finish_reason": "stop",
             }
         ],
-        "usage": _usage(" ".join(m["content"] for m in body["messages"]), text),
+        "usage": usage,
     }
+
+
+THINKING = "The user wants the echo of the last words, so I repeat them as they are."
 
 
 def anthropic_answer(body: dict[str, Any]) -> dict[str, Any]:
     prompt = body["messages"][-1]["content"]
     text = f"echo: {prompt[-40:]}"
     usage = _usage(body.get("system", "") + prompt, text)
+    content = [{"type": "text", "text": text}]
+    output_tokens = usage["completion_tokens"]
+    if body.get("thinking"):  # the thinking is billed in output_tokens, as the API does
+        content.insert(0, {"type": "thinking", "thinking": THINKING, "signature": "c2ln"})
+        output_tokens += len(THINKING.split())
     return {
         "id": "msg_1",
         "type": "message",
         "role": "assistant",
         "model": body["model"],
-        "content": [{"type": "text", "text": text}],
+        "content": content,
         "stop_reason": "end_turn",
         "stop_sequence": None,
-        "usage": {
-            "input_tokens": usage["prompt_tokens"],
-            "output_tokens": usage["completion_tokens"],
-        },
+        "usage": {"input_tokens": usage["prompt_tokens"], "output_tokens": output_tokens},
     }
 
 
-def _usage(prompt: str, text: str) -> dict[str, int]:
+def _usage(prompt: str, text: str) -> dict[str, Any]:
     prompt_tokens, completion_tokens = len(prompt.split()) + 1, len(text.split())
     return {
         "prompt_tokens": prompt_tokens,

@@ -47,7 +47,10 @@ def estimate(
             requests += n
             tokens += n * prompt_tokens(request, teacher.model, teacher.backend)
             if cache is not None:
-                keys = [call_key(teacher.model, request, resolved.seed, s) for s in range(n)]
+                params = teacher.request_params(request.params)
+                keys = [
+                    call_key(teacher.model, request, resolved.seed, s, params) for s in range(n)
+                ]
                 cached += len(cache.get_many(keys))
     finally:
         if cache is not None:

@@ -42,6 +42,7 @@ from distillpipe.errors import ConfigError
 if TYPE_CHECKING:
     from distillpipe.config import Config
     from distillpipe.dispatch import Dispatcher
+    from distillpipe.teachers.base import SamplingParams
 
 Record = dict[str, Any]
 
@@ -97,6 +98,10 @@ class FilterOptions(BaseModel):
     def optional_modules(self) -> dict[str, str]:
         """The optional imports these options need, each with the extra that installs it."""
         return {}
+
+    def teacher_params(self) -> SamplingParams | None:
+        """What the filter's teacher requests carry, for config validation; None: it asks none."""
+        return None
 
 
 class ThresholdOptions(FilterOptions):

@@ -4,8 +4,10 @@ limit (``finish_reason: "length"``) is rejected as truncated.
 
 Tokens are counted with the teacher's tokenizer where it is known (the GGUF
 vocabulary of a llama.cpp teacher; a response's own ``usage.completion_tokens``
-when the teacher reported it) and with OpenAI's encodings otherwise
-(``distillpipe.tokens``). They are only counted when a token bound is set.
+when the teacher reported it, less its ``reasoning_tokens``: a reasoning
+model's hidden reasoning is not part of the response) and with OpenAI's
+encodings otherwise (``distillpipe.tokens``). They are only counted when a
+token bound is set.
 """
 
 from __future__ import annotations
@@ -110,8 +112,9 @@ class LengthFilter(Filter):
                 "truncated": response.get("finish_reason") == "length",
             }
             if self._response_tokens:
-                known = (response.get("usage") or {}).get("completion_tokens")
-                counts["tokens"] = known if known else self.count_tokens(text)
+                usage = response.get("usage") or {}
+                known = (usage.get("completion_tokens") or 0) - usage.get("reasoning_tokens", 0)
+                counts["tokens"] = known if known > 0 else self.count_tokens(text)
             counted.append(counts)
         return {"instruction": instruction, "responses": counted}
 

@@ -52,6 +52,11 @@ class RewardOptions(ThresholdOptions):
             return {"torch": "hf", "transformers": "hf"}
         return {}
 
+    def teacher_params(self) -> SamplingParams | None:
+        if self.backend != "judge":
+            return None
+        return SamplingParams(temperature=0.0, max_tokens=self.max_tokens)
+
 
 class RewardFilter(ThresholdFilter):
     type: ClassVar[str] = "reward"
@@ -129,7 +134,8 @@ class RewardFilter(ThresholdFilter):
             "input": record.get("input", ""),
             "response": response,
         }
-        params = SamplingParams(temperature=0.0, max_tokens=self.options.max_tokens)
+        params = self.options.teacher_params()
+        assert params is not None  # a judge
         request_id = f"{record['id']}:{self.name}:{sample}"
         if self._dispatcher.teacher.mode == "chat":
             text = prompts.render(f"filters/{self.options.template}.chat.jinja", **values)

@@ -50,15 +50,9 @@ class EvolvePrompter:
             stop_sequences("evolve/rewrite.stop.txt") if completion else ()
         )
         checks = section.elimination
-        self.equality_params = SamplingParams(
-            temperature=0.0,
-            max_tokens=checks.equality_max_tokens,
-            stop=("\n",) if completion else (),
-        )
-        self.answer_params = SamplingParams(
-            temperature=0.0,
-            max_tokens=checks.answer_max_tokens,
-            stop=prompts.lines("evolve/answer.stop.txt") if completion else (),
+        self.equality_params = checks.equality_params(("\n",) if completion else ())
+        self.answer_params = checks.answer_params(
+            prompts.lines("evolve/answer.stop.txt") if completion else ()
         )
 
     def _request(

@@ -6,6 +6,15 @@ separate requests (the API has no ``n``), each its own cache entry. A
 ``refusal`` stop reason is recorded as ``finish_reason: content_filter``.
 The Messages hot path shares the lean transport of ``api.py``; the
 ``anthropic`` SDK drives the batch endpoints (``batch.py``).
+
+Extended thinking (``teacher.thinking_budget``, for the models whose row of
+``model_rules.yaml`` says ``thinking``) sends ``thinking: {type: enabled,
+budget_tokens}``. The Messages API then takes no temperature or top_k, and
+top_p only from 0.95, so none of them is sent; the budget counts toward
+``max_tokens`` and must stay below it. Thinking is billed as output: the
+one ``output_tokens`` count holds it. Anthropic does not say how much of it
+was thinking, so ``reasoning_tokens`` is that count less the answer's tokens
+counted with ``cl100k_base`` (an estimate, as Anthropic prompt counts are).
 """
 
 from __future__ import annotations
@@ -16,7 +25,8 @@ from pydantic import Field
 
 from distillpipe.errors import ConfigError
 from distillpipe.teachers.api import CONTENT_FILTER, ApiOptions, ApiTeacher
-from distillpipe.teachers.base import Call, Completion
+from distillpipe.teachers.base import Call, Completion, SamplingParams
+from distillpipe.tokens import count_tokens, encoding_named
 
 API_VERSION = "2023-06-01"
 _FINISH_REASONS = {
@@ -25,6 +35,9 @@ _FINISH_REASONS = {
     "max_tokens": "length",
     "refusal": CONTENT_FILTER,
 }
+# What the Messages API takes no value of (or none worth sending) while thinking.
+THINKING_DROPS = ("temperature", "top_p")
+MIN_THINKING_BUDGET = 1024
 
 
 class AnthropicOptions(ApiOptions):
@@ -36,6 +49,33 @@ class AnthropicOptions(ApiOptions):
         "chat", description="chat (the Messages API) or batch (Message Batches)"
     )
     concurrency: int = Field(32, ge=1, le=4096, description="most calls in flight")
+    thinking_budget: int | None = Field(
+        None,
+        ge=MIN_THINKING_BUDGET,
+        description="extended thinking: most tokens spent thinking, below each max_tokens",
+    )
+
+    def request_params(self, params: SamplingParams) -> dict[str, Any]:
+        if self.thinking_budget is None:
+            return self.rule.sent(params)
+        return {**self.rule.sent(params, THINKING_DROPS), "thinking_budget": self.thinking_budget}
+
+    def option_problem(self) -> tuple[str, str] | None:
+        if self.thinking_budget is not None and not self.rule.thinking:
+            return "thinking_budget", f"{self.model} has no extended thinking"
+        return None
+
+    def sampling_problem(self, params: SamplingParams) -> tuple[str, str] | None:
+        budget = self.thinking_budget
+        if budget is not None and params.max_tokens <= budget:
+            return "max_tokens", (
+                f"{params.max_tokens} is not above teacher.thinking_budget {budget}: "
+                "the thinking counts toward max_tokens"
+            )
+        sent = self.request_params(params)
+        if sent.get("temperature", 0.0) > 1.0:
+            return "temperature", f"{params.temperature} is above 1.0, Anthropic's maximum"
+        return self.rule.refusal(sent, self.model)
 
 
 class AnthropicTeacher(ApiTeacher):
@@ -65,35 +105,50 @@ class AnthropicTeacher(ApiTeacher):
             raise ConfigError(
                 "teacher.mode: the anthropic backend takes chat messages, not raw prompts"
             )
-        if params.temperature > 1.0:
+        sent = self.options.request_params(params)
+        if sent.get("temperature", 0.0) > 1.0:
             raise ConfigError(
                 f"generate.temperature: {params.temperature} is above 1.0, Anthropic's maximum"
             )
+        self.refuse_unsendable(call)
         system = [m["content"] for m in request.messages if m["role"] == "system"]
         body: dict[str, Any] = {
             "model": self.options.model,
-            "max_tokens": params.max_tokens,
+            "max_tokens": sent["max_tokens"],
             "messages": [m for m in request.messages if m["role"] != "system"],
-            "temperature": params.temperature,
         }
-        if params.top_p < 1.0:
-            body["top_p"] = params.top_p
+        if "temperature" in sent:
+            body["temperature"] = sent["temperature"]
+        if sent.get("top_p", 1.0) < 1.0:
+            body["top_p"] = sent["top_p"]
         if system:
             body["system"] = "\n\n".join(system)
-        if params.stop:
-            body["stop_sequences"] = list(params.stop)
+        if sent["stop"]:
+            body["stop_sequences"] = list(sent["stop"])
+        if "thinking_budget" in sent:
+            body["thinking"] = {"type": "enabled", "budget_tokens": sent["thinking_budget"]}
         return body
 
     def parse(self, data: Any, top_k: int | None = None) -> Completion:
-        text = "".join(
-            block.get("text", "") for block in data["content"] if block.get("type") == "text"
-        )
+        blocks = data["content"]
+        text = "".join(block.get("text", "") for block in blocks if block.get("type") == "text")
         usage = data.get("usage") or {}
+        output_tokens = usage.get("output_tokens") or 0
+        thought = any(block.get("type") in _THINKING_BLOCKS for block in blocks)
         stop_reason = data.get("stop_reason")
         return Completion(
             text=text,
             model=data.get("model") or self.options.model,
             finish_reason=_FINISH_REASONS.get(stop_reason, stop_reason),
             prompt_tokens=usage.get("input_tokens") or 0,
-            completion_tokens=usage.get("output_tokens") or 0,
+            completion_tokens=output_tokens,
+            reasoning_tokens=_thinking_tokens(output_tokens, text) if thought else 0,
         )
+
+
+_THINKING_BLOCKS = {"thinking", "redacted_thinking"}
+
+
+def _thinking_tokens(output_tokens: int, answer: str) -> int:
+    """Of the output, what the answer does not account for (cl100k_base counts it)."""
+    return max(0, output_tokens - count_tokens(encoding_named("cl100k_base"), answer))

@@ -14,7 +14,9 @@ batch and file endpoints in ``batch.py``). Each call:
    is recorded with ``finish_reason: content_filter``.
 
 Subclasses say where to post (``url``), what (``body``), with which headers,
-and how to read the answer (``parse``).
+and how to read the answer (``parse``). A body holds what the model's row of
+the rules table (``model_rules.py``) lets it take; the batch APIs send the
+same bodies.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from distillpipe.errors import (
     BudgetExceededError,
+    ConfigError,
     FatalTeacherError,
     MissingApiKeyError,
     RetryableTeacherError,
 )
-from distillpipe.teachers.base import Call, Completion, Teacher, TeacherOptions
+from distillpipe.teachers.base import Call, Completion, SamplingParams, Teacher, TeacherOptions
 from distillpipe.teachers.limits import AdaptiveConcurrency, RateLimiter, server_pause
+from distillpipe.teachers.model_rules import ModelRule, find_rule
 from distillpipe.teachers.retry import classify_status, wait_retry_after_or_backoff
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
@@ -57,6 +61,15 @@ class ApiOptions(TeacherOptions):
     retry_backoff: float = Field(0.5, gt=0, description="seconds before the first retry")
     headers: dict[str, str] = Field(default_factory=dict)
     poll_interval: float = Field(30.0, gt=0, description="batch mode: seconds between polls")
+    model_rules: dict[str, ModelRule] = Field(
+        default_factory=dict,
+        description="model-name prefix -> what the model takes; over model_rules.yaml",
+    )
+
+    @property
+    def rule(self) -> ModelRule:
+        """This model's row of the model rules (the config's rows first)."""
+        return find_rule(self.backend, self.model, self.model_rules)
 
 
 def is_local(base_url: str) -> bool:
@@ -82,6 +95,7 @@ class ApiTeacher(Teacher):
         self._rate = RateLimiter(options.rpm, options.tpm)
         self._wait = wait_retry_after_or_backoff(options.retry_backoff, offset=1)
         self._fatal: FatalTeacherError | None = None
+        self._sendable: set[SamplingParams] = set()
 
     def _find_key(self) -> str | None:
         if self.options.api_key is not None:
@@ -121,6 +135,18 @@ class ApiTeacher(Teacher):
     def is_content_filter(self, status: int, data: Any) -> bool:
         """A refusal answered as an HTTP error (Azure's 400 ``content_filter``)."""
         return False
+
+    def refuse_unsendable(self, call: Call) -> None:
+        """Config validation stops what the model would reject; this stops it again for
+        requests built elsewhere, before anything is sent (``body`` calls it)."""
+        params = call.request.params
+        if params in self._sendable:
+            return
+        problem = self.options.sampling_problem(params)
+        if problem is not None:
+            key, why = problem
+            raise ConfigError(f"request {call.request.id}: {key}: {why}")
+        self._sendable.add(params)
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

@@ -88,17 +88,20 @@ class Completion:
     finish_reason: str | None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    """Every token generated and billed as output, the hidden reasoning included."""
     logprobs: list[Any] | None = field(default=None)
+    reasoning_tokens: int = 0
+    """Of ``completion_tokens``, those spent reasoning, where the API reports them."""
 
     def to_cache(self) -> dict[str, Any]:
+        usage = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+        if self.reasoning_tokens:
+            usage["reasoning_tokens"] = self.reasoning_tokens
         value: dict[str, Any] = {
             "text": self.text,
             "model": self.model,
             "finish_reason": self.finish_reason,
-            "usage": {
-                "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens,
-            },
+            "usage": usage,
         }
         if self.logprobs is not None:
             value["logprobs"] = self.logprobs
@@ -114,6 +117,7 @@ class Completion:
             prompt_tokens=usage.get("prompt_tokens", 0),
             completion_tokens=usage.get("completion_tokens", 0),
             logprobs=value.get("logprobs"),
+            reasoning_tokens=usage.get("reasoning_tokens", 0),
         )
 
     def to_response(self, sample: int) -> dict[str, Any]:
@@ -133,6 +137,21 @@ class TeacherOptions(BaseModel):
     mode: Literal["chat", "completion"] = Field(
         "chat", description="chat: the model's chat template; completion: a raw prompt"
     )
+
+    def request_params(self, params: SamplingParams) -> dict[str, Any]:
+        """The sampling parameters a request carries to this backend's model: the
+        stage's, less what the model is never sent, plus the backend's own options
+        that change the answer. The cache key hashes this."""
+        return params.as_dict()
+
+    def option_problem(self) -> tuple[str, str] | None:
+        """An option the model cannot take: (its key under ``teacher``, why)."""
+        return None
+
+    def sampling_problem(self, params: SamplingParams) -> tuple[str, str] | None:
+        """A sampling parameter the model would reject: (its name, why). Checked for
+        every config section that asks the teacher, so it fails before any call."""
+        return None
 
 
 class Teacher(ABC):

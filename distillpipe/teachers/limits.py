@@ -76,7 +76,14 @@ class AdaptiveConcurrency:
 
 
 class TokenBucket:
-    """``rate_per_minute`` units refilled continuously; bursts of one second's worth."""
+    """``rate_per_minute`` units refilled continuously; bursts of one second's worth.
+
+    Every take is charged in full, even one larger than the bucket: the level
+    goes into debt and the taker waits until the debt is repaid, and so does
+    every taker after it. Over any window of ``w`` seconds at most
+    ``capacity + w * per_second`` units go out, whatever the request sizes and
+    however many callers wait at once.
+    """
 
     def __init__(self, rate_per_minute: float) -> None:
         self.per_second = rate_per_minute / 60.0
@@ -89,7 +96,7 @@ class TokenBucket:
         now = time.monotonic()
         self.level = min(self.capacity, self.level + (now - self._stamp) * self.per_second)
         self._stamp = now
-        self.level -= min(amount, self.capacity)
+        self.level -= amount
         return 0.0 if self.level >= 0 else -self.level / self.per_second
 
 

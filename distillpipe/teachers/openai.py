@@ -3,6 +3,12 @@
 Chat completions (``mode: chat``), raw completions (``mode: completion``) or
 the OpenAI Batch API (``mode: batch``, chat requests at half price). The hot
 path, limits and retries are shared with every API teacher (``api.py``).
+
+Reasoning models (the o-series, gpt-5) follow their row of ``model_rules.yaml``:
+``max_completion_tokens`` for ``max_tokens``, no sampling knobs they reject,
+``teacher.reasoning_effort`` where they take it. Their hidden reasoning is
+billed inside ``completion_tokens``; ``usage.completion_tokens_details
+.reasoning_tokens`` says how much of it, and is kept as ``reasoning_tokens``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from pydantic import Field
 
 from distillpipe.errors import MissingApiKeyError
 from distillpipe.teachers.api import ApiOptions, ApiTeacher, is_local
-from distillpipe.teachers.base import Call, Completion, compact_logprobs
+from distillpipe.teachers.base import Call, Completion, SamplingParams, compact_logprobs
 from distillpipe.teachers.server import LaunchOptions, ManagedServer
 
 __all__ = ["OpenAIOptions", "OpenAITeacher", "is_local"]
@@ -33,6 +39,29 @@ class OpenAIOptions(ApiOptions):
     launch: LaunchOptions | None = Field(
         None, description="start a local server (vllm serve, llama.cpp, ...) unless one answers"
     )
+    reasoning_effort: str | None = Field(
+        None, description="reasoning models: low, medium, high (gpt-5: minimal too)"
+    )
+
+    def request_params(self, params: SamplingParams) -> dict[str, Any]:
+        sent = self.rule.sent(params)
+        if self.reasoning_effort is not None:
+            sent["reasoning_effort"] = self.reasoning_effort
+        return sent
+
+    def option_problem(self) -> tuple[str, str] | None:
+        rule, effort = self.rule, self.reasoning_effort
+        if rule.chat_only and self.mode == "completion":
+            return "mode", f"{self.model} answers chat requests only: use mode chat or batch"
+        if effort is not None and not rule.reasoning_effort:
+            return "reasoning_effort", f"{self.model} takes no reasoning_effort"
+        if effort is not None and effort not in rule.reasoning_effort:
+            accepted = ", ".join(rule.reasoning_effort)
+            return "reasoning_effort", f"{effort!r} is not one {self.model} takes ({accepted})"
+        return None
+
+    def sampling_problem(self, params: SamplingParams) -> tuple[str, str] | None:
+        return self.rule.refusal(self.request_params(params), self.model)
 
 
 class OpenAITeacher(ApiTeacher):
@@ -69,34 +98,36 @@ class OpenAITeacher(ApiTeacher):
         return headers
 
     def body(self, call: Call) -> dict[str, Any]:
-        request, params = call.request, call.request.params
+        request = call.request
+        self.refuse_unsendable(call)
+        sent = self.options.request_params(request.params)
         body: dict[str, Any] = {
             "model": self.options.model,
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "seed": call.seed,
+            self.options.rule.max_tokens_key: sent["max_tokens"],
         }
-        if params.stop:
-            body["stop"] = list(params.stop)
-        if params.presence_penalty:
-            body["presence_penalty"] = params.presence_penalty
-        if params.frequency_penalty:
-            body["frequency_penalty"] = params.frequency_penalty
+        for knob in ("temperature", "top_p"):
+            if knob in sent:
+                body[knob] = sent[knob]
+        body["seed"] = call.seed
+        for optional in ("stop", "presence_penalty", "frequency_penalty", "reasoning_effort"):
+            if sent.get(optional):
+                body[optional] = sent[optional]
+        top_logprobs = sent.get("top_logprobs")
         if request.messages is not None:
             body["messages"] = list(request.messages)
-            if params.top_logprobs is not None:
-                body.update(logprobs=True, top_logprobs=params.top_logprobs)
+            if top_logprobs is not None:
+                body.update(logprobs=True, top_logprobs=top_logprobs)
         else:
             body["prompt"] = request.prompt
-            if params.top_logprobs is not None:
-                body["logprobs"] = params.top_logprobs
+            if top_logprobs is not None:
+                body["logprobs"] = top_logprobs
         return body
 
     def parse(self, data: Any, top_k: int | None = None) -> Completion:
         choice = data["choices"][0]
         text = choice["message"].get("content") if "message" in choice else choice.get("text")
         usage = data.get("usage") or {}
+        details = usage.get("completion_tokens_details") or {}
         return Completion(
             text=text or "",
             model=data.get("model") or self.options.model,
@@ -104,6 +135,7 @@ class OpenAITeacher(ApiTeacher):
             prompt_tokens=usage.get("prompt_tokens") or 0,
             completion_tokens=usage.get("completion_tokens") or 0,
             logprobs=compact_logprobs(choice.get("logprobs"), top_k),
+            reasoning_tokens=details.get("reasoning_tokens") or 0,
         )
 
     def is_content_filter(self, status: int, data: Any) -> bool:

@@ -55,6 +55,13 @@ def test_response_tokens_come_from_the_teachers_usage() -> None:
     assert verdict.reason == "response 0: 9 tokens > max 8"
 
 
+def test_a_reasoning_models_hidden_reasoning_is_not_counted_as_the_response() -> None:
+    usage = {"completion_tokens": 109, "reasoning_tokens": 100}
+    record = sampled("Say hi.", "Hello there, friend.", usage=usage)
+    verdict = decide({"response": {"max_tokens": 8}}, record)
+    assert verdict.reason == "response 0: 9 tokens > max 8"
+
+
 @pytest.mark.slow
 def test_instruction_tokens_use_the_llamacpp_teachers_own_vocabulary() -> None:
     config = Config.model_validate({"teacher": LlamaCppOptions()})

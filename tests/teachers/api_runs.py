@@ -27,7 +27,9 @@ def write_records(path: Path, count: int) -> Path:
     return path
 
 
-def api_config(server: FaultServer, backend: str = "openai", **teacher: Any):
+def api_config(
+    server: FaultServer, backend: str = "openai", generate: dict | None = None, **teacher: Any
+):
     base_url = f"{server.url}/v1" if backend == "openai" else server.url
     model = "gpt-4o-mini" if backend == "openai" else "claude-3-5-haiku-20241022"
     data = {
@@ -45,7 +47,7 @@ def api_config(server: FaultServer, backend: str = "openai", **teacher: Any):
             "poll_interval": 0.05,
             **teacher,
         },
-        "generate": {"n": 1, "max_tokens": 16},
+        "generate": {"n": 1, "max_tokens": 16, **(generate or {})},
     }
     return parse_config(data, ConfigSource("test.yaml", None))
 

@@ -11,6 +11,7 @@ import pytest
 from distillpipe.teachers.limits import (
     AdaptiveConcurrency,
     RateLimiter,
+    TokenBucket,
     parse_duration,
     server_pause,
 )
@@ -96,6 +97,34 @@ def test_tokens_per_minute_hold_back_large_requests():
     started = time.monotonic()
     asyncio.run(main())
     assert time.monotonic() - started >= 0.45
+
+
+def test_a_request_larger_than_a_seconds_allowance_is_charged_in_full():
+    bucket = TokenBucket(rate_per_minute=6_000)  # 100 a second, a bucket of 100
+    assert bucket.wait_for(300) == pytest.approx(2.0, abs=0.01)  # not min(300, 100)
+    assert bucket.wait_for(50) == pytest.approx(2.5, abs=0.01)  # the debt is repaid first
+
+
+def test_requests_larger_than_a_seconds_allowance_keep_the_tokens_per_minute():
+    tpm = 30_000  # 500 tokens a second
+    per_second, request, count = tpm / 60, 750, 4  # each request 1.5 seconds' worth
+    limiter = RateLimiter(tpm=tpm)
+    sent_at: list[float] = []
+
+    async def send() -> None:
+        await limiter.acquire(tokens=request)
+        sent_at.append(time.monotonic())
+
+    async def main() -> None:
+        await asyncio.gather(*(send() for _ in range(count)))  # all waiting at once
+
+    started = time.monotonic()
+    asyncio.run(main())
+    elapsed = max(sent_at) - started
+    total = request * count
+    burst = per_second  # the bucket starts full: one second's worth may go at once
+    assert (total - burst) / elapsed <= per_second * 1.05
+    assert total / elapsed >= 0.7 * per_second
 
 
 @pytest.mark.parametrize(
