@@ -119,7 +119,8 @@ def test_max_cost_on_the_command_line_is_one_line_and_exit_1(
     fault_server: FaultServer, tmp_path: Path, cli_env: dict[str, str]
 ):
     config = write_cli_config(tmp_path, fault_server)
-    run = cli("generate", "-c", str(config), "-i", str(tmp_path / "in.jsonl"),
+    # -q: no progress lines, so stderr holds the error alone however slow the machine is
+    run = cli("generate", "-q", "-c", str(config), "-i", str(tmp_path / "in.jsonl"),
               "-o", str(tmp_path / "out.jsonl"), "--max-cost", "1", env=cli_env)  # fmt: skip
     assert run.returncode == 1
     error = run.stderr.decode().strip().splitlines()
