@@ -19,9 +19,9 @@ def test_the_quickstart_config_runs_every_stage_and_renders_its_report(
 ):
     run = [sys.executable, "-m", "distillpipe", "run", str(ROOT / "configs" / "quickstart.yaml"),
            "--run-dir", str(tmp_path), "-q"]  # fmt: skip
-    done = subprocess.run(run, capture_output=True, text=True, env=cli_env, timeout=900)
+    done = subprocess.run(run, capture_output=True, text=True, env=cli_env, timeout=1700)
     assert done.returncode == 0, done.stderr
-    run_dir = tmp_path / "quickstart"
+    run_dir = tmp_path
     manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
     assert list(manifest["stages"]) == ["seed", "evolve", "generate", "filter", "export"]
     assert all(stage["status"] == "done" for stage in manifest["stages"].values())
