@@ -64,7 +64,7 @@ def secret_values(value: Any, key: str = "") -> set[str]:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             if isinstance(item, str) and _flag_value_at(value, index):
-                found.add(item.partition("=")[2] if "=" in item else item)
+                found.add(item.partition("=")[2] if _is_flag_with_value(item) else item)
             else:
                 found |= secret_values(item)
     return {secret for secret in found if secret}
@@ -112,17 +112,23 @@ def _redact(value: Any, known: Callable[[str], str], key: str) -> Any:
 def _redacted_item(items: list[Any], index: int, known: Callable[[str], str]) -> Any:
     item = items[index]
     if isinstance(item, str) and _flag_value_at(items, index):
-        return f"{item.partition('=')[0]}={REDACTED}" if "=" in item else REDACTED
+        return f"{item.partition('=')[0]}={REDACTED}" if _is_flag_with_value(item) else REDACTED
     return _redact(item, known, "")
 
 
 def _flag_value_at(items: list[Any], index: int) -> bool:
     """Whether ``items[index]`` is (or carries) the value of a secret flag."""
     item = items[index]
-    if item.startswith("-") and "=" in item:
+    if _is_flag_with_value(item):
         return is_secret_flag(item)
     previous = items[index - 1] if index else None
-    return isinstance(previous, str) and "=" not in previous and is_secret_flag(previous)
+    return (
+        isinstance(previous, str) and not _is_flag_with_value(previous) and is_secret_flag(previous)
+    )
+
+
+def _is_flag_with_value(part: str) -> bool:
+    return part.startswith("-") and "=" in part
 
 
 def _hidden(value: Any) -> Any:

@@ -61,6 +61,7 @@ def test_values_of_secret_flags_are_hidden_in_argument_lists():
         "vllm", "serve", "m", "--api-key", "***", "--hf-token=***", "--port", "8000"
     ]  # fmt: skip
     assert secret_values({"command": argv}) == {"sk-1", "hf_2"}
+    assert redact(["--password", "a=b", "--token", "-x"]) == ["--password", "***", "--token", "***"]
 
 
 def test_known_secret_values_are_replaced_wherever_they_stand():
@@ -150,6 +151,7 @@ def leaks(run_dir: Path, cache_dir: Path, printed: bytes) -> list[str]:
 def test_a_run_on_the_embedded_gemma_writes_no_secret_anywhere(tmp_path: Path, cli_env: dict):
     data = {
         **small_llamacpp_config(),
+        "teacher": {**small_llamacpp_config()["teacher"], "n_threads": 1},  # kind to 2 cores
         "executor": {"type": "local", "runtime_env": runtime_env()},
         "filter": [{"type": "length"}],
         "export": {},
