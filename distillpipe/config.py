@@ -28,12 +28,11 @@ from pydantic import (
 from distillpipe.errors import ConfigError
 from distillpipe.filters.base import FilterOptions, filter_class
 from distillpipe.records import content_hash
+from distillpipe.redaction import is_secret_name, redact, secret_values
 from distillpipe.seeds import SeedSourceConfig
 from distillpipe.teachers.base import SamplingParams, TeacherOptions, teacher_class
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_NAME = re.compile(r"(api_?key|token|secret|password|authorization)", re.IGNORECASE)
-REDACTED = "***"
 Loc = tuple[str | int, ...]
 
 
@@ -286,8 +285,9 @@ class Config(StrictModel):
         return self.export or ExportConfig()
 
     def public_dump(self) -> dict[str, Any]:
-        """The resolved config as JSON data with every secret replaced by ***."""
-        return redacted(self.model_dump(mode="json"), secrets=self._secrets)
+        """The resolved config as JSON data with every secret replaced by ***: what the
+        manifest, the dataset card, the report and ``config show`` hold."""
+        return redact(self.model_dump(mode="json"), self._secrets)
 
     def optional_modules(self) -> dict[str, str]:
         """Every optional import this run needs (module -> the extra that installs it)."""
@@ -363,7 +363,7 @@ def interpolate(
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in os.environ:
-            if _SECRET_NAME.search(name) and os.environ[name]:
+            if is_secret_name(name) and os.environ[name]:
                 secrets.add(os.environ[name])
             return os.environ[name]
         if default is not None:
@@ -395,6 +395,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def parse_config(data: dict[str, Any], source: ConfigSource) -> Config:
     secrets: set[str] = set()
     data = interpolate(data, source, secrets)
+    secrets |= secret_values(data)
     teacher_raw = data.get("teacher") or {"backend": "llamacpp"}
     if not isinstance(teacher_raw, dict):
         raise ConfigError(f"{source.where(('teacher',))}: teacher must be a mapping")
@@ -496,22 +497,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"{path}: the config must be a mapping of sections")
     data = apply_overrides(data, overrides or [])
     return parse_config(data, ConfigSource(path, root))
-
-
-def redacted(value: Any, key: str = "", secrets: frozenset[str] = frozenset()) -> Any:
-    """Secrets replaced by ***: keys named like api_key/token/secret/password, and
-    any string holding a value that came from a secret environment variable."""
-    if isinstance(value, dict):
-        return {k: redacted(v, k, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redacted(v, key, secrets) for v in value]
-    if not isinstance(value, str) or not value:
-        return value
-    if _SECRET_NAME.search(key) and not key.endswith("_env"):
-        return REDACTED
-    for secret in secrets:
-        value = value.replace(secret, REDACTED)
-    return value
 
 
 def show(config: Config) -> str:

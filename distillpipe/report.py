@@ -34,7 +34,6 @@ def stage_rows(stages: list[StageView]) -> list[dict[str, Any]]:
         teacher, seconds = stage.teacher, float(stage.entry.get("seconds") or 0)
         completion = teacher.get("completion_tokens", 0)
         teacher_seconds = teacher.get("teacher_seconds") or 0
-        cost = teacher.get("cost", stage.stats.get("cost"))
         rows.append(
             {
                 "name": stage.name,
@@ -50,7 +49,7 @@ def stage_rows(stages: list[StageView]) -> list[dict[str, Any]]:
                 "records_per_second": stage.entry.get("records_out", 0) / seconds
                 if seconds
                 else None,
-                "cost": cost,
+                "cost": teacher.get("cost_usd"),  # DispatchStats; no teacher: no cost
             }
         )
     return rows

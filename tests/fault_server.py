@@ -34,7 +34,11 @@ from the client's model_rules.yaml, so that the tests check one against the
 other. Reasoning models answer with reasoning tokens in their usage.
 
 Run it in a thread (``FaultServer().start()``, the tests) or as its own
-process (``python tests/fault_server.py --port P --latency 0.1``, the benchmark).
+process (``python tests/fault_server.py --port P --latency 0.1``, the benchmark),
+which also lists its models on ``/v1/models``, so distillpipe can launch it as
+a managed server. ``--api-key K`` makes it answer only ``Authorization: Bearer
+K`` (as ``vllm serve --api-key`` does), and like vLLM it prints its arguments
+when it starts.
 """
 
 from __future__ import annotations
@@ -54,8 +58,14 @@ from aiohttp import web
 
 
 class FaultServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0) -> None:
-        self.host, self.port, self.latency = host, port, latency
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        api_key: str | None = None,
+    ) -> None:
+        self.host, self.port, self.latency, self.api_key = host, port, latency, api_key
         self.fault: str | None = None
         self.times = 1
         self.retry_after: str | None = "0"
@@ -111,7 +121,9 @@ class FaultServer:
         return f"http://{self.host}:{self.port}"
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=512 * 1024 * 1024)
+        middlewares = [self._auth] if self.api_key else []
+        app = web.Application(client_max_size=512 * 1024 * 1024, middlewares=middlewares)
+        app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/messages", self.messages)
@@ -151,6 +163,13 @@ class FaultServer:
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        authorized = request.headers.get("Authorization") == f"Bearer {self.api_key}"
+        if request.path.startswith("/v1") and not authorized:  # vLLM guards /v1 only
+            return _error(401, "invalid api key", "authentication_error")
+        return await handler(request)
 
     # -- faults --------------------------------------------------------------
 
@@ -198,6 +217,9 @@ class FaultServer:
             return None
         self.rejected.append(body)
         return _error(400, why, "invalid_request_error")
+
+    async def models(self, request: web.Request) -> web.Response:
+        return _json({"object": "list", "data": [{"id": "fault-server", "object": "model"}]})
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -669,8 +691,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--api-key", default=None)
     args = parser.parse_args()
-    server = FaultServer(port=args.port, latency=args.latency)
+    print(f"fault server args: {vars(args)}", flush=True)
+    server = FaultServer(port=args.port, latency=args.latency, api_key=args.api_key)
     try:
         import uvloop
 

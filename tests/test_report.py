@@ -1,8 +1,10 @@
 """The run report: one self-contained HTML page built from a run directory's manifest and
-stage files, whatever stages and filters the run had."""
+stage files, whatever stages and filters the run had. Every section is checked against a
+real run on the embedded gemma, read back from its manifest and stage files."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -11,123 +13,145 @@ from pathlib import Path
 
 import orjson
 import pytest
-from support import small_llamacpp_config, write_config
+from markupsafe import escape
+from support import write_config
 
-from distillpipe.config import load_config
 from distillpipe.errors import InputError
-from distillpipe.io import write_jsonl
+from distillpipe.io import read_records, write_jsonl
 from distillpipe.report import render, write_report
-from distillpipe.runner import run_pipeline
+
+SEEDS = [
+    {"instruction": "Give three tips for staying healthy."},
+    {"instruction": "Translate the sentence into French.", "input": "Good morning."},
+    {"instruction": "Write a haiku about autumn leaves."},
+]
+PRICE = {"input": 100.0, "output": 400.0}  # USD per million tokens, so a tiny run costs cents
 
 
-def record(i: int, **extra: object) -> dict:
-    words = " ".join(["word"] * (3 + i))
-    return {
-        "id": f"r{i}", "instruction": f"Question {i}: {words}?",
-        "origin": {"stage": "evolve", "parent_id": f"s{i}",
-                   "operator": ["deepen", "concretise"][i % 2], "round": i % 3},
-        "responses": [{"text": f"Answer {i}", "model": "teacher-x", "finish_reason": "stop",
-                       "usage": {"prompt_tokens": 20, "completion_tokens": 5 + i}, "sample": 0}],
-        **extra,
-    }  # fmt: skip
-
-
-def stage_entry(
-    records_in: int, records_out: int, stats: dict, output: str, started_at: float
-) -> dict:
-    return {"status": "done", "records_in": records_in, "records_out": records_out,
-            "seconds": 2.0, "output": output, "stats": stats, "started_at": started_at}  # fmt: skip
-
-
-@pytest.fixture
-def contract_run(tmp_path: Path) -> Path:
-    """A run directory shaped like the record contract: evolve lineage, filter scores,
-    a selection, rejected records with reasons, and a stage this module has never heard of."""
-    run = tmp_path / "run"
-    run.mkdir()
-    evolved = [record(i) for i in range(10)]
-    scored = [record(i, scores={"length": 3 + i, "reward": 0.1 * i}) for i in range(10)]
-    kept, too_short = scored[2:], scored[:2]
-    write_jsonl(run / "evolve.jsonl", evolved)
-    write_jsonl(run / "generate.jsonl", evolved)
-    write_jsonl(run / "filter.jsonl", kept)
-    write_jsonl(run / "filter.rejected.jsonl", [
-        {**r, "reject": {"filter": "length", "reason": "fewer than 5 words",
-                         "score": r["scores"]["length"]}}
-        for r in too_short
-    ])  # fmt: skip
-    write_jsonl(run / "decontaminate.jsonl", kept[:-1])
-    write_jsonl(run / "decontaminate.rejected.jsonl", [
-        {**kept[-1], "reject": {"filter": "ngram-overlap", "reason": "13-gram match in gsm8k",
-                                "score": 0.8}}
-    ])  # fmt: skip
-    teacher = {"teacher_calls": 10, "cache_hits": 2, "prompt_tokens": 200, "completion_tokens": 95,
-               "teacher_seconds": 5.0, "cost": 0.0123}  # fmt: skip
-    manifest = {
-        "name": "contract",
-        "config": {"teacher": {"backend": "openai", "model": "teacher-x"},
-                   "filter": [{"type": "length", "min_words": 5},
-                              {"type": "reward", "threshold": 0.3}]},
-        "stages": {
-            "filter": stage_entry(10, 8, {"rejected": {"length": 2}, "filters": {
-                "length": {"seen": 10, "kept": 8, "rejected": 2},
-                "reward": {"seen": 8, "kept": 8, "rejected": 0}}}, "filter.jsonl", 3),
-            "evolve": stage_entry(5, 10, {"teacher": teacher}, "evolve.jsonl", 1),
-            "generate": stage_entry(10, 10, {"teacher": teacher}, "generate.jsonl", 2),
-            "decontaminate": stage_entry(8, 7, {"rejected": {"ngram-overlap": 1}},
-                                         "decontaminate.jsonl", 4),
-        },
-    }  # fmt: skip
-    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``distillpipe run`` on the embedded gemma through seed, evolve, generate, filter and
+    export, kept tiny: one Self-Instruct request, one Evol-Instruct round over the new
+    instructions, one short response each. The gemma is priced by a ``cost.prices``
+    override, so the teacher stages cost something."""
+    root = tmp_path_factory.mktemp("report-run")
+    write_jsonl(root / "seeds.jsonl", SEEDS)
+    config = write_config(root / "config.yaml", {
+        "name": "real", "seed": 7, "run_dir": str(root), "input": "seeds.jsonl",
+        "teacher": {"backend": "llamacpp", "mode": "completion", "n_ctx": 512, "n_threads": 1},
+        "self_instruct": {"target": 2, "requests_per_round": 1, "max_rounds": 1,
+                          "max_tokens": 32, "seed_tasks_per_prompt": 3, "include_seeds": False},
+        "evolve": {"rounds": 1, "max_tokens": 16,
+                   "elimination": {"equality": "similarity", "answer_check": False}},
+        "generate": {"n": 1, "max_tokens": 8},
+        "filter": [{"type": "length", "reject_truncated": False, "response": {"min_words": 3}},
+                   {"type": "perplexity", "max": "p90", "n_ctx": 512, "n_threads": 1}],
+        "export": {},
+        "cost": {"prices": {"gemma-3-270m": PRICE}},
+    })  # fmt: skip
+    env = {**os.environ, "DISTILLPIPE_CACHE_DIR": str(root / "cache")}
+    done = subprocess.run([sys.executable, "-m", "distillpipe", "run", str(config), "-q"],
+                          capture_output=True, env=env, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    run = root / "real"
+    # What the assertions below need from the teacher's real output:
+    assert any(r["origin"].get("operator") for r in read_records(run / "evolve.jsonl"))
+    assert sum(1 for _ in read_records(run / "filter.rejected.jsonl")) >= 1
     return run
+
+
+def manifest_of(run: Path) -> dict:
+    return orjson.loads((run / "manifest.json").read_bytes())
+
+
+def lines(path: Path) -> list[dict]:
+    return list(read_records(path)) if path.is_file() else []
 
 
 def plot_ids(html: str) -> list[str]:
     return re.findall(r'<figure class="plot" id="plot-([^"]+)"', html)
 
 
-def test_every_stage_and_filter_of_the_run_gets_its_plot(contract_run: Path):
-    html = render(contract_run)
+def test_every_stage_and_filter_of_the_run_gets_its_plot(real_run: Path):
+    html = render(real_run)
     assert plot_ids(html) == [
-        "funnel", "instruction-lengths", "response-lengths", "scores-length", "scores-reward",
-        "scores-ngram-overlap", "evol-depth", "evol-operators", "tokens",
+        "funnel", "instruction-lengths", "response-lengths", "scores-length", "scores-perplexity",
+        "evol-depth", "evol-operators", "tokens",
     ]  # fmt: skip
-    assert html.count("<svg") == 9
+    assert html.count("<svg") == 8
 
 
-def test_stages_appear_in_the_order_they_ran(contract_run: Path):
-    html = render(contract_run)
-    assert "Stages: evolve → generate → filter → decontaminate." in html
+def test_the_header_names_the_teacher_and_the_stages_in_the_order_they_ran(real_run: Path):
+    html = render(real_run)
+    teacher = manifest_of(real_run)["config"]["teacher"]
+    assert f"Teacher: <b>{teacher['model']}</b> (backend <code>llamacpp</code>)" in html
+    assert "Stages: seed → evolve → generate → filter → export." in html
     funnel = html[html.index('id="plot-funnel"') : html.index('id="plot-instruction-lengths"')]
-    labels = ["input", "evolve", "generate", "filter · length", "filter · reward", "filter",
-              "decontaminate"]  # fmt: skip
+    labels = ["input", "seed", "evolve", "generate", "filter · length", "filter · perplexity",
+              "filter", "export"]  # fmt: skip
     positions = [funnel.index(f">{label}<") for label in labels]
     assert positions == sorted(positions)
 
 
-def test_filter_sections_show_thresholds_and_examples_with_reasons(contract_run: Path):
-    html = render(contract_run)
-    length = html[html.index('id="filter-length"') : html.index('id="filter-reward"')]
-    assert "8 scored records kept, 2 rejected" in length
-    assert "<code>min_words = 5.0</code>" in length
-    assert "fewer than 5 words" in length
-    assert "min_words = 5" in html[html.index('id="plot-scores-length"') :]  # the line's label
-    assert "13-gram match in gsm8k" in html
-    reward = html[html.index('id="filter-reward"') : html.index('id="filter-ngram-overlap"')]
-    assert "8 scored records kept, 0 rejected,\n2 rejected by another filter" in reward
-    assert "threshold = 0.3" in html[html.index('id="plot-scores-reward"') :]
+def test_filter_sections_show_counts_thresholds_and_examples_with_reasons(real_run: Path):
+    html = render(real_run)
+    kept, rejected = lines(real_run / "filter.jsonl"), lines(real_run / "filter.rejected.jsonl")
+    by_perplexity = [r for r in rejected if r["reject"]["filter"] == "perplexity"]
+    by_length = len(rejected) - len(by_perplexity)
+    length = html[html.index('id="filter-length"') : html.index('id="filter-perplexity"')]
+    assert (f"{len(kept)} scored records kept, {by_length} rejected,\n"
+            f"{len(by_perplexity)} rejected by another filter") in length  # fmt: skip
+    perplexity = html[html.index('id="filter-perplexity"') : html.index("<h2>Config</h2>")]
+    assert f"{len(kept)} scored records kept, {len(by_perplexity)} rejected" in perplexity
+    p90 = manifest_of(real_run)["stages"]["filter"]["stats"]["filters"]["perplexity"]["quantiles"]
+    assert f"<code>max (p90) = {float(p90['p90'])}</code>" in perplexity
+    assert str(escape(kept[0]["instruction"][:400])) in perplexity  # a kept example
+    assert str(escape(by_perplexity[0]["reject"]["reason"])) in perplexity
+    for name in ("evolve", "seed"):  # rejections outside the filter stage have sections too
+        for record in lines(real_run / f"{name}.rejected.jsonl")[:1]:
+            section = html[html.index(f'id="filter-{record["reject"]["filter"]}"') :]
+            assert str(escape(record["reject"]["reason"])) in section
 
 
-def test_tokens_cost_and_throughput_per_stage(contract_run: Path):
-    html = render(contract_run)
-    row = re.search(r"<tr><td>generate</td>(.*?)</tr>", html, re.S).group(1)
-    cells = re.findall(r"<td>([^<]*)</td>", row)
-    assert cells == ["10", "10", "0", "2.0", "10", "2", "200", "95", "19.0", "5.0", "0.0123"]
+def test_tokens_cost_and_throughput_per_stage_come_from_the_manifest(real_run: Path):
+    html = render(real_run)
+    for name, entry in manifest_of(real_run)["stages"].items():
+        row = re.search(rf"<tr><td>{name}</td>(.*?)</tr>", html, re.S).group(1)
+        cells = re.findall(r"<td>([^<]*)</td>", row)
+        teacher, seconds = entry["stats"].get("teacher"), entry["seconds"]
+        rejected = sum((entry["stats"].get("rejected") or {}).values())
+        expected = [str(entry["records_in"]), str(entry["records_out"]), str(rejected),
+                    f"{seconds:.1f}"]  # fmt: skip
+        if teacher is None:  # filter (perplexity scores locally) and export ask no teacher
+            expected += ["0", "0", "0", "0", "—", f"{entry['records_out'] / seconds:.1f}", "—"]
+        else:
+            prompt, completion = teacher["prompt_tokens"], teacher["completion_tokens"]
+            cost = (prompt * PRICE["input"] + completion * PRICE["output"]) / 1e6
+            assert teacher["cost_usd"] == pytest.approx(cost) and cost > 0
+            expected += [
+                str(teacher["teacher_calls"]), str(teacher["cache_hits"]), f"{prompt:,}",
+                f"{completion:,}", f"{completion / teacher['teacher_seconds']:.1f}",
+                f"{entry['records_out'] / seconds:.1f}", f"{teacher['cost_usd']:.4f}",
+            ]  # fmt: skip
+        assert cells == expected, name
+    assert [n for n, e in manifest_of(real_run)["stages"].items() if "teacher" in e["stats"]] == [
+        "seed",
+        "evolve",
+        "generate",
+    ]
 
 
-def test_the_page_is_self_contained_and_deterministic(contract_run: Path, tmp_path: Path):
-    first = write_report(contract_run).read_bytes()
-    second = write_report(contract_run, tmp_path / "again.html").read_bytes()
+def test_the_config_section_is_the_run_s_resolved_config(real_run: Path):
+    html = render(real_run)
+    config = manifest_of(real_run)["config"]
+    assert config["cost"]["prices"]["gemma-3-270m"]["output"] == PRICE["output"]
+    shown = str(escape(orjson.dumps(config, option=orjson.OPT_INDENT_2).decode()))
+    assert f"<pre>{shown}</pre>" in html
+
+
+def test_the_page_is_self_contained_and_deterministic(real_run: Path, tmp_path: Path):
+    first = write_report(real_run).read_bytes()
+    second = write_report(real_run, tmp_path / "again.html").read_bytes()
     assert first == second
     assert not re.search(rb"<link|<img|\ssrc=|url\((?!#)|@import|https?://(?!www\.w3\.org/)", first)
 
@@ -158,16 +182,11 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_the_report_of_a_real_run_renders_in_headless_chromium(tmp_path: Path, cli_env: dict):
-    data = {**small_llamacpp_config(n=2), "export": {"validation": 1}}
-    config = load_config(write_config(tmp_path / "config.yaml", data))
-    write_jsonl(tmp_path / "in.jsonl", [
-        {"instruction": "Name a colour."}, {"instruction": "Name a fruit."},
-        {"instruction": "Translate to French.", "input": "good night"},
-    ])  # fmt: skip
-    run_pipeline(config, tmp_path / "run", tmp_path / "in.jsonl")
+def test_the_report_of_a_real_run_renders_in_headless_chromium(
+    real_run: Path, tmp_path: Path, cli_env: dict
+):
     made = subprocess.run(
-        [sys.executable, "-m", "distillpipe", "report", str(tmp_path / "run"),
+        [sys.executable, "-m", "distillpipe", "report", str(real_run),
          "-o", str(tmp_path / "report.html")],
         capture_output=True, env=cli_env, timeout=300,
     )  # fmt: skip

@@ -70,7 +70,6 @@ class LengthOptions(FilterOptions):
     response: Bounds = Field(default_factory=Bounds)
     reject_truncated: bool = Field(True, description='reject finish_reason "length"')
     responses: ResponseScope = Field("all", description="check every response, or the primary")
-    # Not named "tokenizer": config keys containing "token" are redacted as secrets.
     count_with: str = Field(
         "auto", description="auto (the teacher's tokenizer, else OpenAI's) or tiktoken:<name>"
     )

@@ -162,6 +162,7 @@ class OpenAITeacher(ApiTeacher):
                 model=self.options.model,
                 base_url=self.options.base_url if given else None,
                 log_dir=self.log_dir,
+                headers=self.headers(),
             )
         return self._server
 

@@ -18,27 +18,27 @@ import asyncio
 import atexit
 import contextlib
 import os
-import re
 import signal
 import socket
 import string
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 from urllib.parse import urlparse
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from distillpipe.errors import ServerError
+from distillpipe.redaction import byte_scrubber, is_secret_name, redact, secret_values
 
 PLACEHOLDERS = ("model", "host", "port", "python")
-SECRET_FLAG = re.compile(r"(api[-_]?key|token|secret|password)", re.IGNORECASE)
-REDACTED = "***"
 LOG_TAIL_LINES = 15
+LOG_COPY_WAIT = 5.0  # seconds for the last output of an exited server to reach its log
 T = TypeVar("T")
 
 
@@ -76,22 +76,21 @@ def render_command(command: list[str], **values: object) -> list[str]:
     return [part.format_map(values) for part in command]
 
 
-def printable(argv: list[str]) -> list[str]:
-    """The command as it may be logged: values of secret-named flags (--api-key X,
-    --hf-token=X) replaced by ***."""
-    shown: list[str] = []
-    for part in argv:
-        flag, sep, _ = part.partition("=")
-        if sep and flag.startswith("-") and SECRET_FLAG.search(flag):
-            part = f"{flag}={REDACTED}"
-        elif argv_flag_wants_secret(shown[-1] if shown else ""):
-            part = REDACTED
-        shown.append(part)
-    return shown
+def handed_secrets(argv: list[str], env: dict[str, str]) -> set[str]:
+    """What the server is given that it could print: the values of secret flags and
+    secret-named variables of its command line and environment (the inherited
+    ``OPENAI_API_KEY``s included; vLLM logs its arguments at startup)."""
+    inherited = {value for name, value in os.environ.items() if is_secret_name(name)}
+    return inherited | secret_values({"command": argv, "env": env})
 
 
-def argv_flag_wants_secret(part: str) -> bool:
-    return part.startswith("-") and "=" not in part and bool(SECRET_FLAG.search(part))
+def copy_scrubbed(source: IO[bytes], log_path: Path, secrets: set[str]) -> None:
+    """Copy the server's output into its log line by line, secrets replaced by ***."""
+    scrub = byte_scrubber(secrets)
+    with source, log_path.open("ab") as log:
+        for line in iter(source.readline, b""):
+            log.write(scrub(line))
+            log.flush()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -140,12 +139,14 @@ def _parent_death_signal():
     return hook
 
 
-async def answers(url: str, timeout: float = 2.0) -> int | None:
+async def answers(
+    url: str, timeout: float = 2.0, headers: dict[str, str] | None = None
+) -> int | None:
     """The HTTP status of a GET, or None when nothing answers."""
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-            session.get(url) as response,
+            session.get(url, headers=headers) as response,
         ):
             return response.status
     except (TimeoutError, aiohttp.ClientError, OSError):
@@ -156,9 +157,18 @@ class ManagedServer:
     """One launched (or reused) server; :meth:`start` is idempotent."""
 
     def __init__(
-        self, launch: LaunchOptions, *, model: str, base_url: str | None, log_dir: Path | None
+        self,
+        launch: LaunchOptions,
+        *,
+        model: str,
+        base_url: str | None,
+        log_dir: Path | None,
+        headers: dict[str, str] | None = None,
     ) -> None:
+        """``headers`` go with the readiness probes: a server started with ``--api-key``
+        (vLLM's) answers ``/v1/models`` only with the key."""
         self.launch = launch
+        self.headers = headers
         self.model = model
         self.given_url = base_url.rstrip("/") if base_url else None
         self.log_path = Path(launch.log) if launch.log else (log_dir or Path()) / "server.log"
@@ -166,6 +176,7 @@ class ManagedServer:
         self.base_url: str | None = None
         self.reused = False
         self._lock: asyncio.Lock | None = None
+        self._log_copier: threading.Thread | None = None
 
     @property
     def pid(self) -> int | None:
@@ -199,7 +210,7 @@ class ManagedServer:
     async def _reuse_or_launch(self) -> str:
         host, port, url = self._candidate()
         if port is not None:
-            if await answers(f"{url}/models") == 200:
+            if await answers(f"{url}/models", headers=self.headers) == 200:
                 self.reused = True
                 return url
             if not port_is_free(host, port):
@@ -218,24 +229,39 @@ class ManagedServer:
         return url
 
     def _spawn(self, argv: list[str]) -> None:
+        """Start the server; its output reaches the log through :func:`copy_scrubbed`."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        secrets = handed_secrets(argv, self.launch.env)
         with self.log_path.open("ab") as log:
-            log.write(f"# distillpipe: starting {' '.join(printable(argv))}\n".encode())
-            log.flush()
-            try:
-                self.process = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, **self.launch.env},
-                    start_new_session=True,
-                    preexec_fn=_parent_death_signal(),
-                )
-            except OSError as exc:
-                raise ServerError(f"teacher.launch.command: cannot start {argv[0]}: {exc}") from exc
+            log.write(f"# distillpipe: starting {' '.join(redact(argv, secrets))}\n".encode())
+        try:
+            self.process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.launch.env},
+                start_new_session=True,
+                preexec_fn=_parent_death_signal(),
+            )
+        except OSError as exc:
+            raise ServerError(f"teacher.launch.command: cannot start {argv[0]}: {exc}") from exc
+        assert self.process.stdout is not None
+        self._log_copier = threading.Thread(
+            target=copy_scrubbed,
+            args=(self.process.stdout, self.log_path, secrets),
+            name="server-log",
+            daemon=True,
+        )
+        self._log_copier.start()
+        with self.log_path.open("ab") as log:
             log.write(f"# distillpipe: server pid {self.process.pid}\n".encode())
         _live_servers.add(self)
+
+    def _log_copied(self) -> None:
+        """Wait (briefly) until a server that has exited has all its output in the log."""
+        if self._log_copier is not None:
+            self._log_copier.join(timeout=LOG_COPY_WAIT)
 
     async def _wait_ready(self, url: str) -> None:
         root = url.rsplit("/v1", 1)[0] if "/v1" in url else url
@@ -244,7 +270,7 @@ class ManagedServer:
         while time.monotonic() < deadline:
             self.check_alive(starting=True)
             health = await answers(f"{root}{self.launch.health_path}", timeout=5.0)
-            if health in (200, 404) and await answers(f"{url}/models", timeout=5.0) == 200:
+            if health in (200, 404) and await answers(f"{url}/models", 5.0, self.headers) == 200:
                 with self.log_path.open("ab") as log:
                     ready = time.monotonic() - started
                     log.write(f"# distillpipe: {url} answered after {ready:.1f}s\n".encode())
@@ -263,6 +289,7 @@ class ManagedServer:
         code = self.process.returncode
         when = "while starting" if starting else "during the run"
         _live_servers.discard(self)
+        self._log_copied()
         raise ServerError(
             f"teacher.launch: the server (pid {self.process.pid}) exited with code {code} {when} "
             f"(log: {self.log_path}); last lines:\n{log_tail(self.log_path)}"
@@ -321,6 +348,7 @@ class ManagedServer:
                 process.wait()
         # Children the server left behind (vLLM's engine workers) share its group.
         _signal_group(process.pid, signal.SIGKILL)
+        self._log_copied()
 
 
 def _on_this_machine(host: str) -> bool:

@@ -22,7 +22,8 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+        # select_autoescape matches the name's ending: "report.html.jinja" ends in .jinja
+        autoescape=jinja2.select_autoescape(["html", "html.jinja"], default_for_string=False),
     )
 
 
