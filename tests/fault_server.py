@@ -35,6 +35,7 @@ import itertools
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,6 +65,7 @@ class FaultServer:
         self.batch_items_seen: Counter[str] = Counter()
         self.rate_limit_headers: dict[str, str] = {}
         self.received: list[dict[str, Any]] = []  # bodies answered by /v1/messages
+        self.answer: Callable[[dict[str, Any]], str | None] | None = None  # chat replies
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -183,7 +185,11 @@ class FaultServer:
         if (fault := await self._fault_for(request, raw)) is not None:
             return fault
         self._count_answer(raw)
-        return _json(openai_chat_answer(orjson.loads(raw)), self.rate_limit_headers)
+        body = orjson.loads(raw)
+        answer = openai_chat_answer(body)
+        if self.answer is not None and (text := self.answer(body)) is not None:
+            answer["choices"][0]["message"]["content"] = text
+        return _json(answer, self.rate_limit_headers)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
