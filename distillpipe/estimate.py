@@ -10,15 +10,17 @@ Stages are taken in pipeline order, as ``distillpipe run`` takes them:
   other call is counted as one to send and answered with a stand-in, and the
   stage's output is the next stage's input.
 
-A count is exact when nothing made up shaped it. Where answers decide what a
-stage asks next, the stand-ins take the costliest path and the count is an
-upper bound (``exact`` False, "at most"): a Self-Instruct round whose answer
-is missing keeps no task, so every round runs (``max_rounds`` ×
+A count is exact when nothing made up shaped it: the stage's input is what a
+run would read, and no stand-in went into a request the stage built later.
+Otherwise the stand-ins take the costliest path and the count is an upper
+bound (``exact`` False, "at most"): a Self-Instruct round whose answer is
+missing keeps no task, so every round runs (``max_rounds`` ×
 ``requests_per_round``), and the stage then writes ``target`` tasks of
-``max_words`` words; every Evol-Instruct rewrite survives every round; a
-response is ``max_tokens`` long for the judge that reads it. Filters that ask
-no teacher are left out of the replay (they would load scoring models), so a
-judge after one of them counts every record.
+``max_words`` words; every Evol-Instruct rewrite survives every round; every
+stand-in is unique (a run's repeats go out once) and ``max_tokens`` long for
+whatever reads it, a judge included. Filters that ask no teacher are left out
+of the replay (they would load scoring models), so a judge after one of them
+counts every record.
 """
 
 from __future__ import annotations
@@ -106,7 +108,6 @@ class StageRules:
     asks_teacher: bool = True
     requests_follow_answers: bool = True  # later requests are built from earlier answers
     calls_follow_answers: bool = True  # ... and how many there are depends on them
-    count_follows_answers: bool = True  # how many records it writes depends on answers
     bounded: bool = False  # the replay leaves out steps that thin its calls' inputs
     config: Config | None = None  # the config the replay runs with, when not the run's
 
@@ -123,13 +124,11 @@ def rules_for(stage: Stage, config: Config) -> StageRules:
             requests_follow_answers=config.evolve.rounds > 1 or asks_checks,
             # a rewrite per lineage and round whatever survives; the checks follow the rewrites
             calls_follow_answers=asks_checks,
-            count_follows_answers=config.evolve.output != "last",
         )
     if stage.name == "generate":
         return StageRules(
             requests_follow_answers=False,
             calls_follow_answers=False,
-            count_follows_answers=False,
         )
     if stage.name == "filter":
         filters = config.filter or []
@@ -158,7 +157,6 @@ class _Input:
     """A stage's input: where it lies and how far it is what a run would read."""
 
     path: Path
-    count_exact: bool = True  # as many records as a run would read (else at most)
     content_known: bool = True  # the very records (no stand-in went into them)
 
 
@@ -255,26 +253,23 @@ def _replay(
     dispatcher = ReplayDispatcher(offline, view, config.seed, tally=tally)  # type: ignore[arg-type]
     output = scratch / f"{stage.name}.jsonl"
     records_in, written = _drain(stage, rules.config or config, given.path, output, dispatcher)
-    padded = _pad(stage, config, records_in, written, output) if tally.to_send else 0
-    answers_matter = not given.content_known or tally.resolved_after_stand_in
-    exact = given.count_exact and not rules.bounded
+    if tally.to_send:
+        _pad(stage, config, records_in, written, output)
+    # Made-up input makes every count a bound: it may hold more records than a run's,
+    # and none of the repeats a run's may hold (identical calls go out once).
+    known = given.content_known and not rules.bounded
     row = StagePlan(
         stage.name,
         calls_cached=view.cached_hits if view is not None else 0,
         calls_to_send=tally.to_send,
         prompt_tokens=tally.prompt_tokens,
         output_tokens=tally.output_tokens,
-        exact=exact and not (rules.calls_follow_answers and answers_matter),
-        tokens_exact=exact
-        and given.content_known
+        exact=known and not (rules.calls_follow_answers and tally.resolved_after_stand_in),
+        tokens_exact=known
         and not (rules.requests_follow_answers and tally.resolved_after_stand_in),
     )
-    made_up = tally.to_send > 0 or not given.content_known
-    following = _Input(
-        output,
-        count_exact=exact and not (rules.count_follows_answers and made_up) and not padded,
-        content_known=not made_up and rules.config is None,
-    )
+    made_up = tally.to_send > 0 or not given.content_known or rules.config is not None
+    following = _Input(output, content_known=not made_up)
     return row, following
 
 
@@ -307,13 +302,13 @@ def _drain(
     return counted[0], writer.count
 
 
-def _pad(stage: Stage, config: Config, records_in: int, written: int, output: Path) -> int:
+def _pad(stage: Stage, config: Config, records_in: int, written: int, output: Path) -> None:
     """Placeholders up to the records a stage may write at most (Self-Instruct's target,
     each ``max_words`` long), when answers it lacked might have kept more."""
     expected = getattr(stage, "expected_records", None)
     bound = expected(config, records_in) if expected else None
     if bound is None or bound <= written:
-        return 0
+        return
     words = ["lorem"] * ((config.self_instruct or SelfInstructConfig()).max_words - 1)
     with output.open("ab") as stream:
         for index in range(bound - written):
@@ -322,7 +317,6 @@ def _pad(stage: Stage, config: Config, records_in: int, written: int, output: Pa
                 origin={"stage": stage.name, "placeholder": True},
             )
             stream.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
-    return bound - written
 
 
 def offline_teacher(config: Config) -> Teacher:
