@@ -7,6 +7,9 @@ Endpoints: OpenAI ``/v1/chat/completions``, ``/v1/completions``, ``/v1/files``,
 usage counts. Batch lists are newest first, in pages of at most
 ``batch_list_limit``.
 
+A scripted model: ``answer`` (given a chat request's body) replaces the echo
+with the text it returns, when it returns one.
+
 A fault hits the first ``times`` attempts of every distinct request body (so
 every request succeeds in the end, and how often each was tried is counted):
 ``429`` (with Retry-After / retry-after-ms), ``500``, ``503``, ``drop`` (the
