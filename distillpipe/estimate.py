@@ -202,7 +202,10 @@ def plan_run(
                     not forced
                     and current.content_known
                     and manifest.finished(
-                        stage.name, file_hash(current.path), stage_hash(config, stage), output
+                        stage.name,
+                        stage_input_hash(stage, current.path, config),
+                        stage_hash(config, stage),
+                        output,
                     )
                 ):
                     plan.stages.append(StagePlan(stage.name, done=True))
@@ -221,8 +224,21 @@ def plan_run(
     return plan
 
 
+# How a run reads a stage's input and hashes it and the config for the manifest: the
+# very functions run_stage and run_pipeline use, so a plan finds what a run finds.
+
+
+def stage_input(stage: Stage, path: Path, config: Config) -> Iterator[Record]:
+    load_input = getattr(stage, "load_input", None)  # a reader that needs the config
+    reader = getattr(stage, "read_input", read_records)
+    return load_input(path, config) if load_input else reader(path)
+
+
+def stage_input_hash(stage: Stage, path: Path, config: Config) -> str:
+    return file_hash(path)
+
+
 def stage_hash(config: Config, stage: Stage) -> str:
-    """The hash ``run_pipeline`` keeps in the manifest for the config ``stage`` reads."""
     return config.fingerprint(*stage.config_sections)
 
 
@@ -284,12 +300,9 @@ def _drain(
             counted[0] += 1
             yield record
 
-    load_input = getattr(stage, "load_input", None)
-    reader = getattr(stage, "read_input", read_records)
-    inputs = load_input(source, config) if load_input else reader(source)
     ctx = StageContext(config, _dispatcher=dispatcher)
     with JsonlWriter(output) as writer:
-        outputs = stage.run(counting(inputs), ctx)
+        outputs = stage.run(counting(stage_input(stage, source, config)), ctx)
         if inspect.isasyncgen(outputs):
 
             async def drain() -> None:
