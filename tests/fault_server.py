@@ -7,6 +7,9 @@ Endpoints: OpenAI ``/v1/chat/completions``, ``/v1/completions``, ``/v1/files``,
 usage counts. Batch lists are newest first, in pages of at most
 ``batch_list_limit``.
 
+A scripted model: ``answer`` (given a chat request's body) replaces the echo
+with the text it returns, when it returns one.
+
 A fault hits the first ``times`` attempts of every distinct request body (so
 every request succeeds in the end, and how often each was tried is counted):
 ``429`` (with Retry-After / retry-after-ms), ``500``, ``503``, ``drop`` (the
@@ -50,6 +53,7 @@ import itertools
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,6 +91,7 @@ class FaultServer:
         self.check_bodies = True
         self.received: list[dict[str, Any]] = []  # bodies answered by the chat endpoints
         self.rejected: list[dict[str, Any]] = []  # bodies answered 400 by check_bodies
+        self.answer: Callable[[dict[str, Any]], str | None] | None = None  # chat replies
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -230,7 +235,10 @@ class FaultServer:
             return fault
         self._count_answer(raw)
         self.received.append({"headers": dict(request.headers), "body": body})
-        return _json(openai_chat_answer(body), self.rate_limit_headers)
+        answer = openai_chat_answer(body)
+        if self.answer is not None and (text := self.answer(body)) is not None:
+            answer["choices"][0]["message"]["content"] = text
+        return _json(answer, self.rate_limit_headers)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

@@ -1,94 +1,114 @@
-"""``distillpipe estimate CONFIG``: what a run would send and cost, without calling any API."""
+"""``distillpipe estimate CONFIG``: the resume plan of ``run``, without sending anything."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 
-from distillpipe.cache import ResponseCache
 from distillpipe.cli.common import SetOption, load
 from distillpipe.cli.run import config_input
-from distillpipe.config import Config
-from distillpipe.dispatch import call_key
 from distillpipe.errors import ConfigError
-from distillpipe.inputs import stage_records
-from distillpipe.stages import stage_named
-from distillpipe.stages.generate import RequestBuilder
-from distillpipe.teachers.api import is_local
-from distillpipe.teachers.cost import FREE, Price, find_price, prompt_tokens
+from distillpipe.estimate import Plan, StagePlan, plan_run
+
+AT_MOST, ABOUT = "≤ ", "~ "
+COLUMNS = ("stage", "run", "cached", "to send", "prompt tokens", "output tokens", "cost (USD)")
 
 
 def estimate(
     config: Annotated[Path, typer.Argument(help="The YAML config.")],
     input: Annotated[
-        str | None,
-        typer.Option("--input", "-i", help="Records JSONL or a dataset; default: config input."),
+        Path | None, typer.Option("--input", "-i", help="Records to start from; default: input.")
     ] = None,
     set: SetOption = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Default: <config.run_dir>/<config.name>.")
+    ] = None,
+    from_stage: Annotated[
+        str | None, typer.Option("--from", help="As run --from: redo from this stage on.")
+    ] = None,
+    to_stage: Annotated[str | None, typer.Option("--to", help="As run --to.")] = None,
+    json: Annotated[bool, typer.Option("--json", help="The plan as JSON.")] = False,
 ) -> None:
-    """Count the generate stage's requests and prompt tokens and project their cost."""
+    """Per stage, the teacher calls cached and to send, their tokens and projected cost.
+
+    Stages finished in the run directory send nothing; the others are replayed
+    against the cache. Nothing is sent, started or written.
+    """
     resolved = load(config, set)
-    source = input or resolved.input
-    if source is None:
+    if input is None and resolved.input is None:
         raise ConfigError(f"{config}: input: give --input or set input in the config")
-    path = source if source == "-" or input else config_input(source, config)
-    teacher = resolved.teacher
-    mode = "chat" if teacher.mode == "batch" else teacher.mode
-    build = RequestBuilder(resolved, mode)
-    n, max_tokens = resolved.generate.n, resolved.generate.max_tokens
-    records = requests = tokens = cached = 0
-    cache = ResponseCache(resolved.cache.path) if resolved.cache.enabled else None
-    try:
-        for record in stage_records(stage_named("generate"), path, resolved):
-            request = build(record)
-            records += 1
-            requests += n
-            tokens += n * prompt_tokens(request, teacher.model, teacher.backend)
-            if cache is not None:
-                params = teacher.request_params(request.params)
-                keys = [
-                    call_key(teacher.model, request, resolved.seed, s, params) for s in range(n)
-                ]
-                cached += len(cache.get_many(keys))
-    finally:
-        if cache is not None:
-            cache.close()
-    price = _price(resolved)
-    batch = teacher.mode == "batch"
-    share = (requests - cached) / requests if requests else 0.0
-    tokenizer = (
-        "approximate: Anthropic publishes no tokenizer, counted with cl100k_base"
-        if teacher.backend == "anthropic"
-        else "tiktoken"
-    )
+    source = str(input) if input is not None else config_input(resolved.input or "", config)
+    target = run_dir or Path(resolved.run_dir) / resolved.name
+    plan = plan_run(resolved, target, source, from_stage=from_stage, to_stage=to_stage)
+    typer.echo(_as_json(plan) if json else render(plan, target))
+
+
+def render(plan: Plan, run_dir: Path) -> str:
+    done = [stage.stage for stage in plan.stages if stage.done]
     lines = [
-        f"teacher         {teacher.backend}:{teacher.model}{' (batch)' if batch else ''}",
-        f"records         {records:,}",
-        f"requests        {requests:,} ({cached:,} already cached, free)",
-        f"prompt tokens   {tokens:,} ({tokenizer})",
-        f"output tokens   at most {requests * max_tokens:,} (max_tokens {max_tokens})",
+        f"teacher        {plan.teacher}{' (batch)' if plan.batch else ''}",
+        f"price          {_price_line(plan)}",
+        f"prompt tokens  {plan.tokenizer}",
+        f"run directory  {run_dir}" + (f" ({', '.join(done)} done)" if done else ""),
+        "",
     ]
-    if price is None:
-        lines.append(f"cost            unknown: add cost.prices.{teacher.model} to the config")
-    else:
-        prompt_cost = price.cost(round(tokens * share), 0, batch=batch)
-        output_cost = price.cost(0, round((requests - cached) * max_tokens), batch=batch)
-        lines += [
-            f"prompt cost     {prompt_cost:,.4f} USD",
-            f"output cost     at most {output_cost:,.4f} USD",
-            f"projected cost  at most {prompt_cost + output_cost:,.4f} USD",
+    rows = [COLUMNS, *(_cells(stage) for stage in plan.stages)]
+    if len(plan.stages) > 1:
+        rows.append(_cells(plan.total))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    for row in rows:
+        cells = [
+            cell.ljust(width) if i < 2 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
         ]
-    typer.echo("\n".join(lines))
+        lines.append("  ".join(cells).rstrip())
+    lines += [
+        "",
+        f"{AT_MOST.strip()} at most: answers not yet cached decide how many calls follow, so "
+        "the configured upper bound is counted; output at max_tokens.",
+        f"{ABOUT.strip()} about: some prompts hold stand-ins for answers not yet cached.",
+        "Nothing was sent.",
+    ]
+    return "\n".join(lines)
 
 
-def _price(config: Config) -> Price | None:
-    overrides = {m: Price(**row.model_dump()) for m, row in config.cost.prices.items()}
-    price = find_price(config.teacher.model, overrides)
-    if price is None and (
-        config.teacher.backend == "llamacpp"
-        or is_local(getattr(config.teacher, "base_url", "http://127.0.0.1"))
-    ):
-        return FREE
-    return price
+def _price_line(plan: Plan) -> str:
+    price = plan.price
+    if price is None:
+        return plan.price_source
+    if price.input == price.output == 0.0:
+        return f"free ({plan.price_source})"
+    return f"{price.input:g} in, {price.output:g} out USD per 1M tokens ({plan.price_source})"
+
+
+def _cells(stage: StagePlan) -> tuple[str, ...]:
+    status = "" if stage.stage == "total" else "done" if stage.done else "runs"
+    sends = stage.calls_to_send > 0
+    bound = AT_MOST if sends or not stage.exact else ""
+    cost = "?" if stage.cost_usd is None else f"{bound}{stage.cost_usd:,.4f}"
+    return (
+        stage.stage,
+        status,
+        f"{stage.calls_cached:,}",
+        f"{'' if stage.exact else AT_MOST}{stage.calls_to_send:,}",
+        f"{'' if stage.tokens_exact else ABOUT}{stage.prompt_tokens:,}",
+        f"{AT_MOST if sends else ''}{stage.output_tokens:,}",
+        cost,
+    )
+
+
+def _as_json(plan: Plan) -> str:
+    data = {
+        "teacher": plan.teacher,
+        "batch": plan.batch,
+        "price": asdict(plan.price) if plan.price is not None else None,
+        "price_source": plan.price_source,
+        "tokenizer": plan.tokenizer,
+        "stages": [asdict(stage) for stage in plan.stages],
+        "total": asdict(plan.total),
+    }
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()

@@ -1,4 +1,4 @@
-"""Cost: the price table, token counts, the --max-cost guard and ``distillpipe estimate``."""
+"""Cost: the price table, token counts and the --max-cost guard (``estimate``: test_estimate.py)."""
 
 from __future__ import annotations
 
@@ -130,31 +130,3 @@ def test_max_cost_on_the_command_line_is_one_line_and_exit_1(
                "-o", str(tmp_path / "out.jsonl"), env=cli_env)  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()
     assert "$" in done.stderr.decode()  # the summary's cost column
-
-
-def test_estimate_counts_requests_and_tokens_without_calling_the_api(
-    fault_server: FaultServer, tmp_path: Path, cli_env: dict[str, str]
-):
-    config = write_cli_config(tmp_path, fault_server)
-    run = cli("estimate", str(config), env=cli_env)
-    assert run.returncode == 0, run.stderr.decode()
-    out = run.stdout.decode()
-    assert f"requests        {2 * RECORDS}" in out
-    assert f"output tokens   at most {2 * RECORDS * 100:,}" in out
-    assert "projected cost  at most" in out
-    assert not fault_server.attempts, "estimate must not call the API"
-    tokens = int(out.split("prompt tokens")[1].split()[0].replace(",", ""))
-    assert 2 * RECORDS * 10 < tokens < 2 * RECORDS * 40
-
-
-def test_estimate_says_anthropic_counts_are_approximate(
-    fault_server: FaultServer, tmp_path: Path, cli_env: dict[str, str]
-):
-    config = write_cli_config(tmp_path, fault_server)
-    data = yaml.safe_load(config.read_text())
-    data["teacher"] = {"backend": "anthropic", "model": "claude-3-5-haiku-20241022"}
-    config.write_text(yaml.safe_dump(data))
-    env = {k: v for k, v in cli_env.items() if k != "ANTHROPIC_API_KEY"}
-    run = cli("estimate", str(config), env=env)
-    assert run.returncode == 0, run.stderr.decode()
-    assert "approximate" in run.stdout.decode()
