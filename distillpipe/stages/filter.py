@@ -21,6 +21,7 @@ from itertools import islice
 from typing import Any, ClassVar
 
 from distillpipe.filters.base import Filter, Verdict, build_filter, percentile
+from distillpipe.io import read_records_with_lines
 from distillpipe.stages.base import Record, StageContext
 
 QUANTILES = (0, 10, 25, 50, 75, 90, 100)
@@ -77,6 +78,8 @@ class FilterStage:
     name: ClassVar[str] = "filter"
     section: ClassVar[str] = "filter"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "filter")
+    # each record knows its input line, so a reason can name it (dedup's first occurrence)
+    read_input = staticmethod(read_records_with_lines)
 
     async def score_batch(self, filter: Filter, batch: Sequence[Record]) -> list[Any]:
         """Where scoring runs: in process here; a distributed executor overrides this."""
