@@ -131,6 +131,8 @@ class Filter(ABC):
     Options: ClassVar[type[FilterOptions]] = FilterOptions
     stateful_decide: ClassVar[bool] = False
     uses_teacher: ClassVar[bool] = False
+    # decide() reads the record's input line (io.input_line); the stage then reads lines
+    needs_input_lines: ClassVar[bool] = False
 
     def __init__(self, options: FilterOptions, config: Config | None = None) -> None:
         self.options = options

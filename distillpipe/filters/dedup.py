@@ -62,6 +62,7 @@ class DedupFilter(Filter):
     Options = DedupOptions
     options: DedupOptions
     stateful_decide: ClassVar[bool] = True
+    needs_input_lines: ClassVar[bool] = True  # an exact duplicate's reason names the line
 
     def __init__(self, options: FilterOptions, config: Any = None) -> None:
         super().__init__(options, config)
