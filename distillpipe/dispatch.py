@@ -11,6 +11,10 @@ Every stage that talks to a teacher goes through a :class:`Dispatcher`:
   (``reasoning_effort``, a thinking budget) is in;
 - calls the cache answers are replayed; the rest go to the teacher, and each
   completion is committed to the cache the moment it arrives;
+- identical calls (two records with the same instruction share an id, so
+  their calls share keys) go to the teacher once: within a batch, and across
+  the batches in flight at once, a repeat waits for the first one's
+  completion; once that is cached, a later repeat is a cache hit;
 - :meth:`Dispatcher.map_ordered` streams items through with a bounded
   window and yields them in input order, so outputs are deterministic.
 """
@@ -36,6 +40,7 @@ class DispatchStats:
     calls: int = 0
     cache_hits: int = 0
     teacher_calls: int = 0
+    duplicate_calls: int = 0  # answered by an identical call in flight: neither cache nor teacher
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reasoning_tokens: int = 0
@@ -83,6 +88,10 @@ class Dispatcher:
     stats: DispatchStats = field(default_factory=DispatchStats)
     on_call_done: Callable[[Completion, bool], None] | None = None
     price: Callable[[Completion], float] | None = None
+    # key -> the completion promised by the resolve that sent it, while it is in flight
+    _in_flight: dict[str, asyncio.Future[Completion]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def calls_for(self, request: Request) -> list[Call]:
         calls = []
@@ -98,21 +107,69 @@ class Dispatcher:
         calls = [call for group in per_request for call in group]
         self.stats.requests += len(requests)
         self.stats.calls += len(calls)
-        found = self.cache.get_many(call.key for call in calls) if self.cache else {}
+        distinct: dict[str, Call] = {}
+        for call in calls:
+            distinct.setdefault(call.key, call)
+        self.stats.duplicate_calls += len(calls) - len(distinct)
+        found = await self._answer(list(distinct.values()))
+        return [[found[call.key] for call in group] for group in per_request]
+
+    async def _answer(self, calls: list[Call]) -> dict[str, Completion]:
+        """One completion per call (keys distinct): from an identical call already in
+        flight, from the cache, or from the teacher, in that order."""
+        awaited = [call for call in calls if call.key in self._in_flight]
+        elsewhere = {call.key: self._in_flight[call.key] for call in awaited}
+        lookup = [call for call in calls if call.key not in elsewhere]
+        found = self.cache.get_many(call.key for call in lookup) if self.cache else {}
         self.stats.cache_hits += len(found)
         for completion in found.values():
             self._count(completion, cached=True)
-        missing = [call for call in calls if call.key not in found]
+        missing = [call for call in lookup if call.key not in found]
         if missing:
-            started = time.perf_counter()
-            async for call, completion in self.teacher.generate(missing):
+            await self._ask_teacher(missing, found)
+        orphaned = []
+        for call in awaited:
+            promise = elsewhere[call.key]
+            try:
+                # shielded: this caller being cancelled must not cancel the others' promise
+                found[call.key] = await asyncio.shield(promise)
+            except asyncio.CancelledError:
+                if not promise.cancelled() or _being_cancelled():
+                    raise
+                orphaned.append(call)  # its sender was cancelled, this caller was not
+                continue
+            self.stats.duplicate_calls += 1
+        if orphaned:
+            found.update(await self._answer(orphaned))
+        return found
+
+    async def _ask_teacher(self, calls: list[Call], found: dict[str, Completion]) -> None:
+        """Send ``calls``, promising each completion to identical calls that come meanwhile."""
+        loop = asyncio.get_running_loop()
+        promised = {call.key: loop.create_future() for call in calls}
+        self._in_flight.update(promised)
+        started = time.perf_counter()
+        try:
+            async for call, completion in self.teacher.generate(calls):
                 if self.cache is not None:
                     self.cache.put(call.key, completion)
                 found[call.key] = completion
                 self.stats.teacher_calls += 1
                 self._count(completion, cached=False)
+                if not promised[call.key].done():
+                    promised[call.key].set_result(completion)
+        except Exception as exc:  # those waiting on a call fail as its sender does
+            for promise in promised.values():
+                if not promise.done():
+                    promise.set_exception(exc)
+                    promise.add_done_callback(_retrieve)  # no one may be waiting
+            raise
+        finally:
             self.stats.teacher_seconds += time.perf_counter() - started
-        return [[found[call.key] for call in group] for group in per_request]
+            for key, promise in promised.items():
+                if self._in_flight.get(key) is promise:
+                    del self._in_flight[key]
+                promise.cancel()  # a no-op once answered; else its waiters send it themselves
 
     async def map_ordered(
         self,
@@ -171,6 +228,11 @@ class Dispatcher:
             self.stats.cost_usd += self.price(completion)
         if self.on_call_done is not None:
             self.on_call_done(completion, cached)
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -77,13 +77,42 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
         yield value
 
 
-def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield records that carry an ``instruction`` string, giving each its stable id."""
+class NumberedRecord(dict[str, Any]):
+    """A record that knows the input line it came from, as ``.line``: an attribute, not a
+    field, so JSON, ``{**record}`` and every writer see the plain dict and no output
+    carries it."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, value: dict[str, Any], line: int) -> None:
+        super().__init__(value)
+        self.line = line
+
+
+def numbered_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, record)``: records carry an ``instruction`` string and their stable id."""
     for lineno, value in numbered_objects(path):
         instruction = value.get("instruction")
         if type(instruction) is not str or not instruction or instruction.isspace():
             raise InputError(f"{source_name(path)}:{lineno}: record has no 'instruction' string")
-        yield ensure_id(value)
+        yield lineno, ensure_id(value)
+
+
+def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield records that carry an ``instruction`` string, giving each its stable id."""
+    for _, record in numbered_records(path):
+        yield record
+
+
+def read_records_with_lines(path: str | Path) -> Iterator[dict[str, Any]]:
+    """As :func:`read_records`, each record a :class:`NumberedRecord` naming its line."""
+    for lineno, record in numbered_records(path):
+        yield NumberedRecord(record, lineno)
+
+
+def input_line(record: dict[str, Any]) -> int | None:
+    """The input line a record was read from, when its reader noted one."""
+    return record.line if isinstance(record, NumberedRecord) else None
 
 
 class JsonlWriter:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+from fault_server import FaultServer
 from support import small_llamacpp_config, write_config
 
 from distillpipe.io import read_records, write_jsonl
@@ -119,6 +120,32 @@ def test_run_skips_a_finished_stage_and_redoes_it_when_the_config_changes(
     assert "skipped" not in changed.stderr.decode()
     manifest = (run_dir / "manifest.json").read_text()
     assert '"max_tokens": 5' in manifest
+
+
+def summary_row(stderr: str, stage: str) -> dict[str, str]:
+    """The summary table's row for ``stage``, by column header (rich's default box)."""
+    lines = stderr.splitlines()
+    header = next(line for line in lines if "┃" in line and "stage" in line)
+    row = next(line for line in lines if line.startswith("│") and f" {stage} " in line)
+    names = [cell.strip() for cell in header.strip("┃").split("┃")]
+    return dict(zip(names, (cell.strip() for cell in row.strip("│").split("│")), strict=True))
+
+
+def test_the_summary_counts_calls_answered_by_an_identical_one(
+    tmp_path: Path, fault_server: FaultServer, cli_env: dict[str, str]
+):
+    config = write_config(tmp_path / "config.yaml", {
+        "name": "t", "teacher": {"backend": "openai", "model": "gpt-4o-mini", "api_key": "sk-test",
+                                 "base_url": f"{fault_server.url}/v1", "mode": "completion"},
+    })  # fmt: skip
+    write_jsonl(tmp_path / "in.jsonl", 2 * [{"instruction": "Name a colour."}])
+    wide = {**cli_env, "COLUMNS": "200"}  # the whole table on one line per row
+    result = distillpipe("generate", "-c", str(config), "-i", str(tmp_path / "in.jsonl"),
+                         "-o", str(tmp_path / "out.jsonl"), env=wide)  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    row = summary_row(result.stderr.decode(), "generate")
+    assert row["teacher calls"] == "1" and row["duplicate calls"] == "1"
+    assert row["cache hits"] == "0" and row["out"] == "2"
 
 
 def test_cache_stats_and_clear(tmp_path: Path, config: Path, cli_env: dict[str, str]):

@@ -1,16 +1,32 @@
 import asyncio
 from pathlib import Path
 
+import pytest
+from fault_server import FaultServer
+
 from distillpipe.cache import ResponseCache
 from distillpipe.dispatch import Dispatcher, call_key
+from distillpipe.errors import FatalTeacherError
 from distillpipe.teachers.base import Request, SamplingParams
 from distillpipe.teachers.llamacpp import LlamaCppOptions, LlamaCppTeacher
+from distillpipe.teachers.openai import OpenAIOptions, OpenAITeacher
 
 PARAMS = SamplingParams(temperature=0.8, max_tokens=6)
 
 
 def prompt_request(text: str, n: int = 1) -> Request:
     return Request(id=text[:8], params=PARAMS, prompt=f"Q: {text}\nA:", n=n)
+
+
+def paid_teacher(server: FaultServer) -> OpenAITeacher:
+    """A paid API's wire format, served by the fault server, which counts what it answers."""
+    options = OpenAIOptions(model="gpt-4o-mini", base_url=f"{server.url}/v1", api_key="sk-test",
+                            mode="completion", max_retries=0, timeout=5.0)  # fmt: skip
+    return OpenAITeacher(options)
+
+
+def answered(server: FaultServer) -> int:
+    return sum(server.answered.values())
 
 
 def test_keys_depend_on_model_content_params_seed_and_sample():
@@ -68,3 +84,118 @@ def test_map_ordered_yields_in_input_order_across_batches(tmp_path: Path):
 
     assert asyncio.run(collect()) == [(item, 1) for item in items]
     assert dispatcher.stats.requests == 7
+
+
+def test_identical_calls_in_one_resolve_are_sent_once(fault_server: FaultServer, tmp_path: Path):
+    teacher = paid_teacher(fault_server)
+    dispatcher = Dispatcher(teacher, ResponseCache(tmp_path / "c.sqlite"), config_seed=3)
+    colour, fruit = prompt_request("Name a colour."), prompt_request("Name a fruit.")
+
+    async def resolve():
+        try:
+            return await dispatcher.resolve([colour, fruit, colour, colour])
+        finally:
+            await teacher.aclose()
+
+    answers = asyncio.run(resolve())
+    assert answered(fault_server) == 2
+    assert answers[0] == answers[2] == answers[3] != answers[1]
+    stats = dispatcher.stats
+    assert stats.calls == 4 and stats.cache_hits == 0
+    assert stats.teacher_calls == 2 and stats.duplicate_calls == 2
+
+
+def test_a_repeat_in_a_later_batch_waits_for_the_call_in_flight(
+    fault_server: FaultServer, tmp_path: Path
+):
+    fault_server.latency = 0.3  # the first batch is still in flight when the later ones start
+    teacher = paid_teacher(fault_server)
+    dispatcher = Dispatcher(teacher, ResponseCache(tmp_path / "c.sqlite"), config_seed=3)
+    items = ["Name a colour.", "Name a colour.", "Name a fruit.", "Name a colour."]
+
+    async def collect():
+        try:
+            return [
+                (item, completions[0])
+                async for item, (completions,) in dispatcher.map_ordered(
+                    items, lambda text: [prompt_request(text)], batch_size=1
+                )
+            ]
+        finally:
+            await teacher.aclose()
+
+    out = asyncio.run(collect())
+    assert [item for item, _ in out] == items
+    assert out[0][1] == out[1][1] == out[3][1] != out[2][1]
+    assert answered(fault_server) == 2
+    assert dispatcher.stats.teacher_calls == 2 and dispatcher.stats.duplicate_calls == 2
+
+
+def test_a_call_that_fails_fails_everyone_waiting_for_it(fault_server: FaultServer):
+    fault_server.set_fault("401")
+    teacher = paid_teacher(fault_server)
+    dispatcher = Dispatcher(teacher, None)
+    request = prompt_request("Name a colour.")
+
+    async def both():
+        try:
+            return await asyncio.wait_for(
+                asyncio.gather(
+                    dispatcher.resolve([request]),
+                    dispatcher.resolve([request]),
+                    return_exceptions=True,
+                ),
+                timeout=30,
+            )
+        finally:
+            await teacher.aclose()
+
+    outcomes = asyncio.run(both())
+    assert [type(outcome) for outcome in outcomes] == [FatalTeacherError, FatalTeacherError]
+    assert sum(fault_server.attempts.values()) == 1
+
+
+def test_when_the_sender_is_cancelled_a_waiter_sends_the_call_itself(fault_server: FaultServer):
+    fault_server.latency = 0.5
+    teacher = paid_teacher(fault_server)
+    dispatcher = Dispatcher(teacher, None)
+    request = prompt_request("Name a colour.")
+
+    async def cancel_the_sender():
+        try:
+            sender = asyncio.ensure_future(dispatcher.resolve([request]))
+            waiter = asyncio.ensure_future(dispatcher.resolve([request]))
+            await asyncio.sleep(0.1)
+            sender.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await sender
+            return await asyncio.wait_for(waiter, timeout=30)
+        finally:
+            await teacher.aclose()
+
+    [[completion]] = asyncio.run(cancel_the_sender())
+    assert completion.text == "echo: Q: Name a colour.\nA:"
+    assert dispatcher.stats.teacher_calls == 1 and dispatcher.stats.duplicate_calls == 0
+
+
+def test_a_cancelled_waiter_leaves_the_call_it_waited_for_alone(fault_server: FaultServer):
+    fault_server.latency = 0.3
+    teacher = paid_teacher(fault_server)
+    dispatcher = Dispatcher(teacher, None)
+    request = prompt_request("Name a colour.")
+
+    async def cancel_the_waiter():
+        try:
+            sender = asyncio.ensure_future(dispatcher.resolve([request]))
+            waiter = asyncio.ensure_future(dispatcher.resolve([request]))
+            await asyncio.sleep(0.1)
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            return await asyncio.wait_for(sender, timeout=30)
+        finally:
+            await teacher.aclose()
+
+    [[completion]] = asyncio.run(cancel_the_waiter())
+    assert completion.text == "echo: Q: Name a colour.\nA:"
+    assert answered(fault_server) == 1

@@ -75,14 +75,17 @@ def mode_for(quiet: bool) -> Mode:
 def summary(results: list[tuple[StageResult, bool]], mode: Mode) -> None:
     if mode == "quiet":
         return
+    teachers = [result.stats.get("teacher", {}) for result, _ in results]
+    # calls answered by an identical call of the same stage: shown only when some stage had one
+    duplicates = any(t.get("duplicate_calls", 0) for t in teachers)
     table = Table(title="distillpipe summary", title_justify="left")
     columns = (
-        "stage", "status", "in", "out", "rejected", "teacher calls", "cache hits", "tokens", "cost",
+        "stage", "status", "in", "out", "rejected", "teacher calls", "cache hits",
+        *(("duplicate calls",) if duplicates else ()), "tokens", "cost",
     )  # fmt: skip
     for column in (*columns, "time"):
         table.add_column(column, justify="left" if column in ("stage", "status") else "right")
-    for result, skipped in results:
-        teacher = result.stats.get("teacher", {})
+    for (result, skipped), teacher in zip(results, teachers, strict=True):
         rejected = sum(result.stats.get("rejected", {}).values())
         tokens = teacher.get("prompt_tokens", 0) + teacher.get("completion_tokens", 0)
         table.add_row(
@@ -93,19 +96,18 @@ def summary(results: list[tuple[StageResult, bool]], mode: Mode) -> None:
             f"{rejected:,}",
             f"{teacher.get('teacher_calls', 0):,}",
             f"{teacher.get('cache_hits', 0):,}",
+            *((f"{teacher.get('duplicate_calls', 0):,}",) if duplicates else ()),
             f"{tokens:,}",
             f"${teacher.get('cost_usd', 0.0):,.4f}",
             f"{result.seconds:,.1f}s",
         )
     if len(results) > 1:
-        teachers = [result.stats.get("teacher", {}) for result, _ in results]
         total_tokens = sum(
             t.get("prompt_tokens", 0) + t.get("completion_tokens", 0) for t in teachers
         )
         total_cost = sum(t.get("cost_usd", 0.0) for t in teachers)
-        table.add_row(
-            "total", "", "", "", "", "", "", f"{total_tokens:,}", f"${total_cost:,.4f}", ""
-        )
+        blanks = ("",) * (len(columns) - 3)
+        table.add_row("total", *blanks, f"{total_tokens:,}", f"${total_cost:,.4f}", "")
     stderr.print(table)
 
 

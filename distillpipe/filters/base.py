@@ -14,7 +14,9 @@ Filters that need the whole run before deciding say so with
 record first and calls ``fit(values)`` on the driver. Filters whose decision
 carries state from record to record (dedup keeps the first occurrence) set
 ``stateful_decide``: their ``decide`` must run on the driver in input order,
-which is where the stage always runs it.
+which is where the stage always runs it. Filters whose reasons name an input
+line (dedup's first occurrence) set ``needs_input_lines``: the stage then
+reads records that know their line (``io.input_line``).
 
 To scale out, an executor builds the same filter in each worker
 (``build_filter(options, config)``: options and config pickle) and calls
@@ -140,6 +142,8 @@ class Filter(ABC):
     Options: ClassVar[type[FilterOptions]] = FilterOptions
     stateful_decide: ClassVar[bool] = False
     uses_teacher: ClassVar[bool] = False
+    # decide() reads the record's input line (io.input_line); the stage then reads lines
+    needs_input_lines: ClassVar[bool] = False
 
     def __init__(self, options: FilterOptions, config: Config | None = None) -> None:
         self.options = options

@@ -2,7 +2,9 @@
 datasketch, shingles hashed with xxHash32: 128 permutations, word 5-gram
 shingles, Jaccard 0.8 by default) and
 optionally semantic (cosine of MiniLM embeddings). The first occurrence is
-kept; a duplicate is rejected naming the id it duplicates.
+kept; a duplicate is rejected naming the id it duplicates, and for an exact
+duplicate the input line of the first occurrence too (records repeated in the
+input share their id, so the id alone would name the record itself).
 
 Scoring (normalise, hash, MinHash, embed) is pure per batch; deciding keeps
 the index of what was kept so far, so it runs on the driver, in input order.
@@ -21,6 +23,7 @@ from pydantic import Field
 
 from distillpipe.filters.base import Filter, FilterOptions, Record, Verdict
 from distillpipe.filters.text import ngrams, normalise, record_text
+from distillpipe.io import input_line
 from distillpipe.scoring.embeddings import embedding_modules
 
 SIMILARITY_BLOCK = 8192  # kept vectors per matrix product: 256 x 8192 floats = 8 MB
@@ -63,10 +66,11 @@ class DedupFilter(Filter):
     Options = DedupOptions
     options: DedupOptions
     stateful_decide: ClassVar[bool] = True
+    needs_input_lines: ClassVar[bool] = True  # an exact duplicate's reason names the line
 
     def __init__(self, options: FilterOptions, config: Any = None) -> None:
         super().__init__(options, config)
-        self._exact: dict[str, str] = {}
+        self._exact: dict[str, tuple[str, int | None]] = {}  # hash -> first (id, input line)
         self._lsh: Any = None
         self._signatures: dict[str, np.ndarray] = {}
         self._kept_vectors: np.ndarray | None = None  # rows [:len(_kept_ids)] are in use
@@ -121,11 +125,10 @@ class DedupFilter(Filter):
         return None
 
     def decide(self, record: Record, score: Any) -> Verdict:
-        record_id = record["id"]
         if self.options.exact:
             first = self._exact.get(score["hash"])
             if first is not None:
-                return Verdict.rejected(f"exact duplicate of {first}", {"duplicate_of": first})
+                return _exact_duplicate(*first)
         if self.options.near:
             match = self._near_match(score["minhash"])
             if match is not None:
@@ -142,7 +145,7 @@ class DedupFilter(Filter):
                     f"semantic duplicate of {other} (cosine {similarity:.3f})",
                     {"duplicate_of": other, "cosine": round(similarity, 4)},
                 )
-        self._remember(record_id, score)
+        self._remember(record, score)
         return Verdict.kept()
 
     def _near_match(self, signature: np.ndarray) -> tuple[str, float] | None:
@@ -200,9 +203,10 @@ class DedupFilter(Filter):
             self._batch_best[closer] = values[closer]
             self._batch_best_index[closer] = top[closer] + start
 
-    def _remember(self, record_id: str, score: dict[str, Any]) -> None:
+    def _remember(self, record: Record, score: dict[str, Any]) -> None:
+        record_id = record["id"]
         if self.options.exact:
-            self._exact[score["hash"]] = record_id
+            self._exact[score["hash"]] = (record_id, input_line(record))
         if self.options.near and record_id not in self._signatures:
             self._lsh.insert(record_id, self._lean(score["minhash"]), check_duplication=False)
             self._signatures[record_id] = score["minhash"]
@@ -216,3 +220,12 @@ class DedupFilter(Filter):
             self._kept_vectors[used] = vector
             self._kept_ids.append(record_id)
             self._batch_kept_rows.append(score["embedding"].row)
+
+
+def _exact_duplicate(first_id: str, first_line: int | None) -> Verdict:
+    if first_line is None:  # records not read from a file (the library, a test)
+        return Verdict.rejected(f"exact duplicate of {first_id}", {"duplicate_of": first_id})
+    return Verdict.rejected(
+        f"exact duplicate of line {first_line} (id {first_id})",
+        {"duplicate_of": first_id, "line": first_line},
+    )

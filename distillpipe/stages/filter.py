@@ -18,9 +18,12 @@ import math
 import random
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from itertools import islice
+from pathlib import Path
 from typing import Any, ClassVar
 
-from distillpipe.filters.base import Filter, Verdict, build_filter, percentile
+from distillpipe.config import Config
+from distillpipe.filters.base import Filter, Verdict, build_filter, filter_class, percentile
+from distillpipe.io import read_records, read_records_with_lines
 from distillpipe.stages.base import Record, StageContext
 
 QUANTILES = (0, 10, 25, 50, 75, 90, 100)
@@ -77,6 +80,15 @@ class FilterStage:
     name: ClassVar[str] = "filter"
     section: ClassVar[str] = "filter"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "filter")
+
+    @staticmethod
+    def load_input(path: str | Path, config: Config) -> Iterator[Record]:
+        """The input records; each knows its line (``io.input_line``) when a configured
+        filter names lines in its reasons (dedup): only then is the copy paid for."""
+        options = config.filter or []
+        if any(filter_class(o.type).needs_input_lines for o in options):
+            return read_records_with_lines(path)
+        return read_records(path)
 
     async def score_batch(self, filter: Filter, batch: Sequence[Record]) -> list[Any]:
         """Where scoring runs: in process here; a distributed executor overrides this."""

@@ -1,5 +1,6 @@
 """Dedup on a constructed corpus: exactly the planted duplicates are rejected,
-each naming the id of the first occurrence it repeats."""
+each naming the id of the first occurrence it repeats (and, read from a file,
+its line)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import random
 import numpy as np
 import pytest
 
+from distillpipe.config import ConfigSource, parse_config
 from distillpipe.filters.base import build_filter
 from distillpipe.filters.dedup import DedupOptions
+from distillpipe.io import read_jsonl
 from distillpipe.records import new_record
+from distillpipe.runner import run_stage
+from distillpipe.stages import stage_named
 
 TOPICS = [
     "photosynthesis in green plants", "the causes of the french revolution",
@@ -52,6 +57,29 @@ def test_exact_and_near_duplicates_are_rejected_naming_the_first() -> None:
     assert set(rejected) == {exact["id"], near["id"]}
     assert rejected[exact["id"]] == f"exact duplicate of {records[2]['id']}"
     assert rejected[near["id"]].startswith(f"near duplicate of {records[5]['id']} (Jaccard ≈ 0.")
+
+
+def test_a_record_repeated_in_the_input_is_rejected_naming_the_first_line(tmp_path) -> None:
+    repeated = '{"instruction": "Name a colour."}'
+    source = tmp_path / "in.jsonl"
+    source.write_text(f'{{"instruction": "Name a fruit."}}\n\n{repeated}\n{repeated}\n{repeated}\n')
+    config = parse_config(
+        {"name": "t", "teacher": {"backend": "llamacpp"}, "filter": [{"type": "dedup"}]},
+        ConfigSource("test.yaml", None),
+    )
+    out, rejected = tmp_path / "out.jsonl", tmp_path / "rejected.jsonl"
+    run_stage(stage_named("filter"), config, source, out, rejected_path=rejected)
+    kept, dropped = list(read_jsonl(out)), list(read_jsonl(rejected))
+    colour = new_record("Name a colour.")["id"]  # all three share it: ids hash the text
+    assert [r["instruction"] for r in kept] == ["Name a fruit.", "Name a colour."]
+    assert [r["reject"] for r in dropped] == 2 * [
+        {
+            "filter": "dedup",
+            "reason": f"exact duplicate of line 3 (id {colour})",
+            "score": {"duplicate_of": colour, "line": 3},
+        }
+    ]
+    assert all("line" not in r for r in kept + dropped)  # the line is no field of the record
 
 
 def test_near_threshold_decides_what_counts_as_a_duplicate() -> None:

@@ -1,10 +1,11 @@
 from pathlib import Path
 
 import pytest
+from fault_server import FaultServer
 from support import small_llamacpp_config, write_config
 
-from distillpipe.config import load_config
-from distillpipe.io import read_records, write_jsonl
+from distillpipe.config import ConfigSource, load_config, parse_config
+from distillpipe.io import read_jsonl, read_records, write_jsonl
 from distillpipe.runner import run_stage
 from distillpipe.stages import stage_named
 from distillpipe.stages.generate import RequestBuilder, system_prompt_for
@@ -52,6 +53,44 @@ def test_a_rerun_is_served_from_the_cache_and_identical(tmp_path: Path):
     assert again.stats["teacher"]["teacher_calls"] == 0
     assert again.stats["teacher"]["cache_hits"] == 6
     assert (tmp_path / "first.jsonl").read_bytes() == (tmp_path / "second.jsonl").read_bytes()
+
+
+def test_an_instruction_repeated_in_the_input_goes_to_the_teacher_once(
+    fault_server: FaultServer, tmp_path: Path
+):
+    """The records share an id (ids hash the text) and so the call's cache key: the paid
+    API answers it once, every record gets that answer, and dedup names the first line."""
+    teacher = {"backend": "openai", "model": "gpt-4o-mini", "base_url": f"{fault_server.url}/v1",
+               "api_key": "sk-test", "mode": "completion", "max_retries": 0}  # fmt: skip
+    config = parse_config(
+        {"name": "t", "seed": 1, "teacher": teacher, "generate": {"n": 1, "max_tokens": 16},
+         "filter": [{"type": "dedup"}]},
+        ConfigSource("test.yaml", None),
+    )  # fmt: skip
+    write_jsonl(tmp_path / "in.jsonl", 3 * [{"instruction": "Name a colour."}])
+    generate, filter = stage_named("generate"), stage_named("filter")
+
+    result = run_stage(generate, config, tmp_path / "in.jsonl", tmp_path / "out.jsonl")
+    assert sum(fault_server.answered.values()) == 1
+    out = list(read_records(tmp_path / "out.jsonl"))
+    assert len(out) == result.records_out == 3
+    assert len({r["id"] for r in out}) == 1
+    assert out[0]["responses"] == out[1]["responses"] == out[2]["responses"]
+    assert out[0]["responses"][0]["text"].startswith("echo: ")
+    stats = result.stats["teacher"]
+    assert (stats["calls"], stats["teacher_calls"], stats["duplicate_calls"]) == (3, 1, 2)
+
+    again = run_stage(generate, config, tmp_path / "in.jsonl", tmp_path / "again.jsonl")
+    assert sum(fault_server.answered.values()) == 1
+    replay = again.stats["teacher"]
+    assert replay["cache_hits"] == 1 and replay["duplicate_calls"] == 2
+
+    rejected = tmp_path / "rejected.jsonl"
+    run_stage(
+        filter, config, tmp_path / "out.jsonl", tmp_path / "kept.jsonl", rejected_path=rejected
+    )
+    reasons = [r["reject"]["reason"] for r in read_jsonl(rejected)]
+    assert reasons == 2 * [f"exact duplicate of line 1 (id {out[0]['id']})"]
 
 
 def test_completion_prompts_carry_instruction_input_and_stop_sequences(tmp_path: Path):
