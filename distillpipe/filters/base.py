@@ -54,6 +54,8 @@ FILTERS: dict[str, str] = {
     "reward": "distillpipe.filters.reward:RewardFilter",
     "dedup": "distillpipe.filters.dedup:DedupFilter",
     "decontam": "distillpipe.filters.decontam:DecontamFilter",
+    "reference": "distillpipe.filters.reference:ReferenceFilter",
+    "execution": "distillpipe.filters.execution:ExecutionFilter",
 }
 
 _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")
@@ -178,6 +180,10 @@ class Filter(ABC):
     def decide(self, record: Record, score: Any) -> Verdict:
         """Keep or reject one record given its score (driver, input order)."""
 
+    def stats(self) -> dict[str, Any]:
+        """Extra fields for this filter's entry in the run's stats (isolation, cache hits)."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models and files."""
 
@@ -254,6 +260,22 @@ def primary_response(record: Record) -> tuple[int, dict[str, Any]] | None:
     chosen = (record.get("selection") or {}).get("chosen") or 0
     index = chosen if 0 <= chosen < len(responses) else 0
     return index, responses[index]
+
+
+def verified_selection(
+    record: Record, verified: Sequence[bool], answered: Sequence[bool], by: str
+) -> dict[str, Any]:
+    """chosen: a verified sample (the current pick when it is one); rejected: a failed
+    one, preferring a sample that gave an answer over one that gave none."""
+    current = (record.get("selection") or {}).get("chosen")
+    if isinstance(current, int) and 0 <= current < len(verified) and verified[current]:
+        chosen = current
+    else:
+        chosen = verified.index(True)
+    failed = [i for i, ok in enumerate(verified) if not ok]
+    wrong = [i for i in failed if answered[i]]
+    rejected = (wrong or failed or [None])[0]
+    return {"chosen": chosen, "rejected": rejected, "by": by}
 
 
 ResponseScope = Literal["primary", "all"]
