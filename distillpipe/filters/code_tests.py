@@ -36,7 +36,7 @@ _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+(?:Error|Exception|Exit|Interrupt)\b.*|E
 
 
 @dataclass(frozen=True, slots=True)
-class TestSpec:
+class CodeTests:
     asserts: str | None = None
     setup: str = ""
     entry_point: str | None = None
@@ -44,12 +44,12 @@ class TestSpec:
     language: str | None = None
 
 
-def parse_tests(value: Any) -> TestSpec:
+def parse_tests(value: Any) -> CodeTests:
     """The tests ``value`` describes; ValueError (a sentence) when it has no known shape."""
     if isinstance(value, str):
-        return TestSpec(asserts=value)
+        return CodeTests(asserts=value)
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return TestSpec(asserts="\n".join(value))
+        return CodeTests(asserts="\n".join(value))
     if not isinstance(value, dict):
         raise ValueError(f"tests must be code, a list of asserts or an object, not {_kind(value)}")
     language = value.get("language")
@@ -57,7 +57,7 @@ def parse_tests(value: Any) -> TestSpec:
         raise ValueError("tests.language must be a language name")
     cases = _cases(value)
     if cases:
-        return TestSpec(cases=cases, language=language, setup=_text(value, "setup"))
+        return CodeTests(cases=cases, language=language, setup=_text(value, "setup"))
     code = next((value[k] for k in ("test", "tests", "test_list") if value.get(k)), None)
     if isinstance(code, list) and all(isinstance(v, str) for v in code):
         code = "\n".join(code)
@@ -68,7 +68,7 @@ def parse_tests(value: Any) -> TestSpec:
     if entry_point is not None and not named:
         raise ValueError(f"tests.entry_point must be a name, got {entry_point!r}")
     setup = _text(value, "setup") or _text(value, "test_setup_code")
-    return TestSpec(asserts=code, setup=setup, entry_point=entry_point, language=language)
+    return CodeTests(asserts=code, setup=setup, entry_point=entry_point, language=language)
 
 
 def _cases(value: dict[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -106,7 +106,7 @@ class AssertProgram:
     tests_from: int  # the program's first line (1-based) that belongs to the tests
 
 
-def assert_program(solution: str, spec: TestSpec, check: str | None) -> AssertProgram:
+def assert_program(solution: str, spec: CodeTests, check: str | None) -> AssertProgram:
     head = "\n".join(part for part in (spec.setup.rstrip(), solution.rstrip()) if part)
     head += "\n\n"
     tail = (spec.asserts or "").rstrip() + "\n"
@@ -115,7 +115,7 @@ def assert_program(solution: str, spec: TestSpec, check: str | None) -> AssertPr
     return AssertProgram(head + tail, head.count("\n") + 1)
 
 
-def case_program(solution: str, spec: TestSpec) -> str:
+def case_program(solution: str, spec: CodeTests) -> str:
     return "\n".join(part for part in (spec.setup.rstrip(), solution.rstrip()) if part) + "\n"
 
 

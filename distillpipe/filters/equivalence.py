@@ -3,7 +3,8 @@
 Extraction (``extract_final``): ``boxed`` the last \\boxed{}; ``gsm8k`` what
 follows ``####``; ``choice`` a multiple-choice letter; ``whole`` the whole
 (stripped) text; ``auto`` the first of boxed, ``####``, "the answer is …",
-an "Answer:" line and the last number (``answers.extract_raw_answer``).
+an "Answer:" line and the last number (``answers.extract_raw_answer``), and
+failing all of those a one-line response of at most ``SHORT_ANSWER`` characters.
 
 Equivalence (``equivalent``), first match wins, and says which check matched:
 
@@ -34,8 +35,10 @@ from distillpipe.filters.answers import (
 Shape = Literal["auto", "boxed", "gsm8k", "choice", "whole"]
 Method = Literal["choice", "exact", "normalised", "math"]
 MATH_TIMEOUT_S = 5
+SHORT_ANSWER = 60  # characters: a one-line response this short is its own answer
 
 _LETTER = re.compile(r"^\(?([A-Ja-j])\)?[.:)]?$")
+_LETTER_LEAD = re.compile(r"^\(?([A-J])[.:)]\s")
 _LETTER_IN_TEXT = [
     re.compile(r"(?:answer|option|choice)\s*(?:is|:)?\s*[:\s]*\(?\**([A-J])\b\)?", re.I),
     re.compile(r"\(([A-J])\)"),
@@ -57,8 +60,12 @@ def extract_final(text: str, shape: Shape) -> str | None:
         found = text
     else:
         found = extract_raw_answer(text)
-    found = found.strip() if found is not None else None
-    return found or None
+        if found is None and len(text) <= SHORT_ANSWER and "\n" not in text.strip():
+            found = text  # a bare short answer: "Paris."
+    if found is None:
+        return None
+    found = found.strip()
+    return (found[:-1].rstrip() if found.endswith(".") else found) or None  # a sentence's end
 
 
 def reference_answer(value: Any, shape: Shape) -> str | None:
@@ -87,12 +94,10 @@ def choice_letter(text: str) -> str | None:
 
 
 def _as_letter(text: str) -> str | None:
+    """ "B", "(B)", "B.", "C) Paris", "(C) Paris" — not "A cat"."""
     cleaned = _TEXT.sub(r"\1", text).strip().strip("*$").strip()
-    matched = _LETTER.match(cleaned)
-    if matched:
-        return matched.group(1).upper()
-    normalised = normalise_answer(cleaned)
-    return normalised if normalised and len(normalised) == 1 and normalised.isupper() else None
+    matched = _LETTER.match(cleaned) or _LETTER_LEAD.match(cleaned)
+    return matched.group(1).upper() if matched else None
 
 
 def equivalent(reference: str, answer: str | None) -> Method | None:

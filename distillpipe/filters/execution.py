@@ -29,8 +29,8 @@ from distillpipe.cache import default_cache_dir
 from distillpipe.filters.base import Filter, FilterOptions, Record, Verdict, verified_selection
 from distillpipe.filters.code_tests import (
     AssertProgram,
+    CodeTests,
     Compare,
-    TestSpec,
     assert_program,
     case_program,
     failing_line,
@@ -185,7 +185,7 @@ class _Sample:
     """One response's code against the tests: its next run, round by round, and its verdict."""
 
     def __init__(
-        self, text: str, spec: TestSpec, language_name: str, language: Language, options: Any
+        self, text: str, spec: CodeTests, language_name: str, language: Language, options: Any
     ) -> None:
         self.spec, self.language_name, self.language = spec, language_name, language
         self.options: ExecutionOptions = options

@@ -96,13 +96,18 @@ class ReferenceFilter(Filter):
             return Verdict.rejected("no responses to check", score)
         count = sum(correct)
         if count < self.options.min_correct:
-            shown = ", ".join("none" if a is None else repr(a) for a in answers[:4])
+            shown = ", ".join("none" if a is None else f"`{a}`" for a in answers[:4])
             more = ", …" if len(answers) > 4 else ""
             reason = (
                 f"{count} of {len(correct)} samples match the reference "
-                f"{score['reference']!r} (min_correct {self.options.min_correct}); "
+                f"{_quoted(score['reference'])} (min_correct {self.options.min_correct}); "
                 f"answers: {shown}{more}"
             )
             return Verdict.rejected(reason, score)
         answered = [a is not None for a in answers]
         return Verdict.kept(score, verified_selection(record, correct, answered, self.name))
+
+
+def _quoted(reference: str | list[str]) -> str:
+    references = [reference] if isinstance(reference, str) else reference
+    return " or ".join(f"`{r}`" for r in references)

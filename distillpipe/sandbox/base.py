@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from distillpipe.sandbox.process import Supervised, supervise
+from distillpipe.sandbox.process import Supervised, kill_group, supervise
 
 Status = Literal["exited", "timeout", "cpu_limit", "output_limit", "signal", "sandbox_error"]
 
@@ -38,6 +38,7 @@ class Limits(BaseModel):
     memory_mb: int = Field(512, ge=16, description="address space (RLIMIT_AS), in MiB")
     output_bytes: int = Field(1 << 20, ge=1024, description="stdout or stderr beyond this: killed")
     file_mb: int = Field(16, ge=1, description="largest file the program may write (RLIMIT_FSIZE)")
+    disk_mb: int = Field(64, ge=1, description="bubblewrap: the size of its directory (a tmpfs)")
     processes: int = Field(64, ge=1, description="processes and threads (RLIMIT_NPROC)")
     open_files: int = Field(256, ge=16, description="open file descriptors (RLIMIT_NOFILE)")
 
@@ -158,6 +159,7 @@ class Runner(ABC):
                 env=self.env(inner_dir),
                 wall_s=limits.wall_s,
                 output_bytes=limits.output_bytes,
+                stop=self.stop,
                 **self.spawn_options(program, limits, slot),
             )
             self.after(result, slot)
@@ -170,6 +172,10 @@ class Runner(ABC):
     def spawn_options(self, program: Program, limits: Limits, slot: int) -> dict[str, Any]:
         """Extra arguments for ``supervise`` (a preexec hook, a user to run as)."""
         return {}
+
+    def stop(self, pid: int) -> None:
+        """End a run that overstayed (``pid`` leads its process group)."""
+        kill_group(pid)
 
     def after(self, result: Supervised, slot: int) -> None:  # noqa: B027 - optional hook
         """Clean-up once the program's process group is gone (stragglers of the slot's uid)."""

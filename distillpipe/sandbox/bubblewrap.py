@@ -1,11 +1,12 @@
 """The strong isolation level on Linux: bubblewrap (``bwrap``), then rlimits.
 
-Each run sees the whole filesystem read-only, with three exceptions: its own
-fresh directory, bound read-write at ``/tmp`` (so ``/tmp`` is its directory
-and nothing else); the home directories (``/root``, ``/home``, ``$HOME``),
-replaced by empty tmpfs so keys and caches cannot be read — the interpreter's
-own folders are bound back read-only where they live under one; and a
-minimal ``/dev`` and its own ``/proc``. It has no network (only its own
+Each run sees the whole filesystem read-only. Its directory is ``/tmp``: a
+fresh tmpfs of ``limits.disk_mb`` holding its files (read-only), the one
+place it may write, gone when the run ends — nothing it writes reaches the
+host's disk. The home directories (``/root``, ``/home``, ``$HOME``) are
+empty read-only tmpfs, so keys and caches cannot be read; the interpreter's
+own folders are bound back read-only where they live under one. ``/dev`` is
+minimal and read-only, ``/proc`` its own. It has no network (only its own
 loopback), its own pid namespace (when the run ends or is killed, the kernel
 kills every process left in it), its own IPC and hostname, a new session,
 and it dies with its parent.
@@ -21,18 +22,22 @@ sets the rlimits inside, just before the program starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 from distillpipe.sandbox.base import Isolation, Limits, Program, Runner, which
-from distillpipe.sandbox.process import Supervised
-from distillpipe.sandbox.rlimits import prlimit_prefix, rlimit_values
+from distillpipe.sandbox.process import Supervised, children_of, exited, kill_group
+from distillpipe.sandbox.rlimits import MIB, prlimit_prefix, rlimit_values
 
 INNER_DIR = "/tmp"
+STOP_GRACE_S = 5.0  # for the kernel to kill a namespace full of processes
 _probes: dict[tuple[object, ...], str | None] = {}
 _probe_lock = threading.Lock()
 
@@ -78,7 +83,7 @@ class BubblewrapRunner(Runner):
 
     def isolation(self) -> Isolation:
         enforced = [
-            "fresh directory per run (the only writable path)",
+            "fresh directory per run (a tmpfs of limits.disk_mb, the only writable path)",
             "read-only filesystem, home directories hidden",
             "no network (own network namespace)",
             "own pid namespace: every process is killed when the run ends",
@@ -116,8 +121,13 @@ class BubblewrapRunner(Runner):
         argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         for root in hidden:
             argv += ["--tmpfs", root]
-        argv += ["--bind", str(workdir), INNER_DIR]
+        # its directory: a tmpfs of limits.disk_mb holding the program's files, read-only
+        argv += ["--perms", "01777", "--size", str(limits.disk_mb * MIB), "--tmpfs", INNER_DIR]
+        for name, _ in program.files:
+            argv += ["--ro-bind", str(workdir / name), f"{INNER_DIR}/{name}"]
         argv += self._bind_back([*hidden, INNER_DIR])
+        for root in (*hidden, "/dev"):
+            argv += ["--remount-ro", root]
         argv += ["--chdir", INNER_DIR, "--"]
         uid = self.slot_uid(slot)
         if uid is not None:
@@ -149,6 +159,17 @@ class BubblewrapRunner(Runner):
                     made.add(ancestor)
             args += ["--ro-bind", path, path]
         return args
+
+    def stop(self, pid: int) -> None:
+        """SIGKILL the pid namespace's init: the kernel kills every process in the
+        namespace and bwrap exits only once they are gone, so none outlives the run."""
+        for child in children_of(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child, signal.SIGKILL)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while not exited(pid) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        kill_group(pid)
 
     def exit_signal(self, result: Supervised) -> int | None:
         if result.returncode < 0:  # bwrap itself was killed

@@ -43,8 +43,11 @@ def supervise(
     output_bytes: int,
     preexec_fn: Callable[[], None] | None = None,
     user: int | None = None,
-    pass_fds: tuple[int, ...] = (),
+    stop: Callable[[int], None] | None = None,
 ) -> Supervised:
+    """Run ``argv``; on timeout or overflow ``stop(pid)`` ends it (default: SIGKILL to
+    its process group)."""
+    stop = stop or kill_group
     started = time.monotonic()
     deadline = started + wall_s
     with stdin_path.open("rb") as stdin:
@@ -60,7 +63,6 @@ def supervise(
             user=user,
             group=user,
             extra_groups=[] if user is not None else None,
-            pass_fds=pass_fds,
             close_fds=True,
         )
     assert process.stdout is not None and process.stderr is not None
@@ -76,8 +78,8 @@ def supervise(
                 timed_out = True
                 break
             events = selector.select(min(remaining, _POLL_S))
-            if not events and _exited(process.pid):
-                _kill_group(process.pid)  # a child it left behind holds the pipes open
+            if not events and exited(process.pid):
+                kill_group(process.pid)  # a child it left behind holds the pipes open
             for key, _ in events:
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
@@ -89,13 +91,13 @@ def supervise(
                     del buffer[output_bytes:]
                     overflowed = True
     if timed_out or overflowed:
-        _kill_group(process.pid)
-    while not _exited(process.pid):  # pipes closed, the program may still run
+        stop(process.pid)
+    while not exited(process.pid):  # pipes closed, the program may still run
         if time.monotonic() >= deadline:
             timed_out = True
-            _kill_group(process.pid)
+            stop(process.pid)
         time.sleep(0.002)
-    _kill_group(process.pid)  # stragglers; the leader is a zombie, so its group id is not reused
+    kill_group(process.pid)  # stragglers; the leader is a zombie, so its group id is not reused
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     process.stdout.close()
@@ -112,11 +114,25 @@ def supervise(
     )
 
 
-def _exited(pid: int) -> bool:
+def exited(pid: int) -> bool:
     """True once ``pid`` has ended, without reaping it."""
     return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
-def _kill_group(pgid: int) -> None:
+def children_of(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (from /proc; empty where there is none)."""
+    found = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                stat = Path(entry.path, "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)

@@ -24,6 +24,7 @@ import os
 import resource
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -93,14 +94,18 @@ def reachable_by_others(path: str) -> bool:
 
 
 def processes_of(uid: int) -> list[int]:
-    """The pids whose owner is ``uid`` (read from /proc; empty where there is none)."""
+    """The live (not zombie) pids whose owner is ``uid``, from /proc; empty without one."""
     found = []
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):
-                    if entry.stat().st_uid == uid:
-                        found.append(int(entry.name))
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid != uid:
+                    continue
+                state = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state not in ("Z", "X"):
+                    found.append(int(entry.name))
     return found
 
 
@@ -131,6 +136,7 @@ class RlimitRunner(Runner):
         missing = [
             "network: not isolated",
             "filesystem: the program may write wherever its user may (e.g. /tmp)",
+            "disk: its directory's size is not capped, only each file's (RLIMIT_FSIZE)",
         ]
         if self.drop_uid:
             enforced += [
@@ -177,10 +183,11 @@ class RlimitRunner(Runner):
         uid = self.slot_uid(slot)
         if uid is None:
             return
-        for _ in range(100):  # a fork bomb may still be forking while it is swept
+        for _ in range(500):  # a fork bomb may still be forking while it is swept
             pids = processes_of(uid)
             if not pids:
                 return
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
+            time.sleep(0.002)
