@@ -22,6 +22,9 @@ To scale out, an executor builds the same filter in each worker
 stage hands a batch over. Filters that ask a teacher (``uses_teacher``) get a
 dispatcher through ``attach_dispatcher`` wherever they score.
 
+A filter may add fields to its entry in the run's stats (``stats()``: the
+execution filter reports its sandbox's isolation level there).
+
 A filter is one module plus one entry in ``FILTERS`` (``type`` → module:class).
 """
 

@@ -6,6 +6,8 @@ machine is checked afterwards; the batch keeps to its time limits; reruns run no
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -265,3 +267,23 @@ def test_the_rlimits_fallback_is_reported_as_weaker_isolation(tmp_path: Path) ->
 def test_records_without_tests_pass_when_configured(tmp_path: Path) -> None:
     _, [joke] = run_execution(tmp_path, [CORPUS[6]], missing="keep")
     assert "reject" not in joke and "execution" not in joke.get("scores", {})
+
+
+def test_the_cli_warns_about_weaker_isolation(tmp_path: Path, cli_env: dict) -> None:
+    source = tmp_path / "in.jsonl"
+    write_jsonl(source, [CORPUS[1]])
+    config = write_config(
+        tmp_path / "config.yaml",
+        {
+            "name": "t",
+            "teacher": {"backend": "llamacpp"},
+            "filter": [{"type": "execution", "isolation": "rlimits"}],
+        },
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "distillpipe", "filter", "-c", str(config), "-i", str(source),
+         "-o", str(tmp_path / "out.jsonl")],
+        capture_output=True, text=True, env=cli_env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "execution: weaker isolation (rlimits): network: not isolated" in done.stderr
