@@ -31,6 +31,7 @@ QUICK: dict[str, list[str]] = {
     "novelty": ["--pool", "10000", "--candidates", "100", "--sample", "2"],
     "export_throughput": ["--records", "20000"],
     "api_overhead": ["--requests", "4000", "--in-flight", "128"],
+    "sandbox": ["--tests", "60", "--rounds", "2"],
     "ray_overhead": ["--prompts", "8", "--max-tokens", "8"],
     "gpu_vllm": [],
 }

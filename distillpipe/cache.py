@@ -62,10 +62,13 @@ def _m001_completions(db: sqlite3.Connection) -> None:
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_completions]
 
 
-def migrate(db: sqlite3.Connection) -> None:
+def migrate(
+    db: sqlite3.Connection, migrations: list[Callable[[sqlite3.Connection], None]] | None = None
+) -> None:
+    """Apply ``migrations`` (default: the response cache's) not yet in ``_migrations``."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
     done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
-    for migration in MIGRATIONS:
+    for migration in MIGRATIONS if migrations is None else migrations:
         if migration.__name__ in done:
             continue
         with db:

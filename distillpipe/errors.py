@@ -10,7 +10,8 @@
     │       └── MissingApiKeyError   raised before any request is sent
     ├── BudgetExceededError          --max-cost reached; the run is resumable
     ├── ServerError                  a managed local server did not start or died (log tail)
-    └── CacheError                   the response cache could not be written (disk full, locked)
+    ├── CacheError                   the response cache could not be written (disk full, locked)
+    └── SandboxError                 the requested code sandbox cannot run on this machine
 
 Backend exceptions are mapped to these at the boundary (``raise ... from exc``).
 """
@@ -70,3 +71,7 @@ class ServerError(DistillpipeError):
 
 class CacheError(DistillpipeError):
     """The response cache could not be written; what was committed before stays."""
+
+
+class SandboxError(DistillpipeError):
+    pass

@@ -9,7 +9,9 @@
   ``save_to_disk``, or a folder of data files, via ``datasets``.
 
 Every seed becomes a record whose ``meta`` keeps what Self-Instruct needs
-beyond the instruction (``output``, ``is_classification``). A malformed seed
+beyond the instruction (``output``, ``is_classification``); a ``reference``
+(a known answer or tests, for the reference and execution filters) is kept
+as the record's own ``reference``. A malformed seed
 raises an InputError naming ``file:line`` (or ``dataset[split] row N``).
 ``source_hash`` is what ``distillpipe run``'s manifest keeps of such an input.
 """
@@ -101,13 +103,16 @@ def seed_record(row: Mapping[str, Any], columns: SeedColumns, where: str) -> Rec
     if flag is not None:
         meta["is_classification"] = _flag(flag, where, columns.is_classification or "")
     system = row.get("system") if isinstance(row.get("system"), str) else None
-    return new_record(
+    record = new_record(
         instruction.strip(),
         input=text_input.strip() or None,
         system=system,
         origin={"stage": "input"},
         meta=meta or None,
     )
+    if row.get("reference") not in (None, ""):
+        record["reference"] = row["reference"]  # a known answer or tests, for verification
+    return record
 
 
 def _text(value: Any, where: str, field: str) -> str:

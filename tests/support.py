@@ -39,3 +39,17 @@ def small_llamacpp_config(**generate: object) -> dict:
         "teacher": {"backend": "llamacpp", "mode": "completion", "n_ctx": 512},
         "generate": {"n": 1, "max_tokens": 8, "temperature": 0.7, **generate},
     }
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids whose command line contains ``marker`` (a sandboxed program's tag)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

@@ -49,6 +49,17 @@ def test_flat_jsonl_rows_and_blank_lines(tmp_path):
     ]
 
 
+def test_a_reference_rides_along_for_the_verification_filters(tmp_path):
+    path = tmp_path / "seeds.jsonl"
+    tests = {"test_list": ["assert add(1, 2) == 3"]}
+    rows = [
+        {"instruction": "Write add.", "reference": tests},
+        {"instruction": "2+2?", "reference": 4},
+    ]
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    assert [r.get("reference") for r in load_seeds(path)] == [tests, 4]
+
+
 def test_csv_with_a_column_mapping(tmp_path):
     path = tmp_path / "seeds.csv"
     path.write_text("prompt,context,answer,cls\nSay hi.,,hi,no\nSum the numbers.,1 2,3,yes\n")

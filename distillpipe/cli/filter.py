@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from distillpipe.cli.common import (
@@ -87,6 +88,12 @@ def filter_summary(result: StageResult, mode: Mode) -> None:
             *(_number(quantiles.get(q)) for q in ("p10", "p50", "p90")),
         )
     stderr.print(table)
+    for name, stats in filters.items():
+        isolation = stats.get("isolation") or {}
+        if isolation.get("weaker"):
+            missing = "; ".join(isolation.get("missing") or [])
+            line = f"{name}: weaker isolation ({isolation.get('level')}): {missing}"
+            stderr.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)
 
 
 def _number(value: float | None) -> str:

@@ -1,9 +1,10 @@
 """Final-answer extraction and normalisation for self-consistency voting.
 
-Looks, in order, for the last ``\\boxed{...}`` (braces matched), "the (final)
-answer is ...", an "Answer: ..." line, and finally the last number in the
-text. A multiple-choice letter is recognised in any of those places. Numbers
-normalise to one spelling, so 1,000 = 1000.0 = 1e3 and 1/2 = 0.5 = \\frac{1}{2}.
+Looks, in order, for the last ``\\boxed{...}`` (braces matched), GSM8K's
+``#### 42``, "the (final) answer is ...", an "Answer: ..." line, and finally
+the last number in the text. A multiple-choice letter is recognised in any of
+those places. Numbers normalise to one spelling, so 1,000 = 1000.0 = 1e3 and
+1/2 = 0.5 = \\frac{1}{2}.
 """
 
 from __future__ import annotations
@@ -43,18 +44,36 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def extract_answer(text: str) -> str | None:
-    """The final answer a response gives, normalised; None when it gives none."""
+def after_hashes(text: str) -> str | None:
+    """GSM8K's final answer: what follows the last ``####`` (to the end of its line)."""
+    position = text.rfind("####")
+    if position < 0:
+        return None
+    tail = text[position + 4 :].strip().splitlines()
+    return tail[0].strip() if tail and tail[0].strip() else None
+
+
+def extract_raw_answer(text: str) -> str | None:
+    """The final answer a response gives, as written; None when it gives none."""
     boxed = last_boxed(text)
     if boxed is not None:
-        return normalise_answer(boxed)
+        return boxed
+    hashes = after_hashes(text)
+    if hashes is not None:
+        return hashes
     found = _ANSWER_IS.findall(text) or _ANSWER_LINE.findall(text)
     if found:
-        return normalise_answer(found[-1])
+        return found[-1]
     numbers = _NUMBER.findall(text)
     if numbers:
-        return normalise_answer(numbers[-1])
+        return numbers[-1]
     return None
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer a response gives, normalised; None when it gives none."""
+    raw = extract_raw_answer(text)
+    return None if raw is None else normalise_answer(raw)
 
 
 def normalise_answer(raw: str) -> str | None:

@@ -24,6 +24,9 @@ To scale out, an executor builds the same filter in each worker
 stage hands a batch over. Filters that ask a teacher (``uses_teacher``) get a
 dispatcher through ``attach_dispatcher`` wherever they score.
 
+A filter may add fields to its entry in the run's stats (``stats()``: the
+execution filter reports its sandbox's isolation level there).
+
 A filter is one module plus one entry in ``FILTERS`` (``type`` → module:class).
 """
 
@@ -57,6 +60,8 @@ FILTERS: dict[str, str] = {
     "reward": "distillpipe.filters.reward:RewardFilter",
     "dedup": "distillpipe.filters.dedup:DedupFilter",
     "decontam": "distillpipe.filters.decontam:DecontamFilter",
+    "reference": "distillpipe.filters.reference:ReferenceFilter",
+    "execution": "distillpipe.filters.execution:ExecutionFilter",
 }
 
 _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")
@@ -187,6 +192,10 @@ class Filter(ABC):
     def decide(self, record: Record, score: Any) -> Verdict:
         """Keep or reject one record given its score (driver, input order)."""
 
+    def stats(self) -> dict[str, Any]:
+        """Extra fields for this filter's entry in the run's stats (isolation, cache hits)."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models and files."""
 
@@ -263,6 +272,22 @@ def primary_response(record: Record) -> tuple[int, dict[str, Any]] | None:
     chosen = (record.get("selection") or {}).get("chosen") or 0
     index = chosen if 0 <= chosen < len(responses) else 0
     return index, responses[index]
+
+
+def verified_selection(
+    record: Record, verified: Sequence[bool], answered: Sequence[bool], by: str
+) -> dict[str, Any]:
+    """chosen: a verified sample (the current pick when it is one); rejected: a failed
+    one, preferring a sample that gave an answer over one that gave none."""
+    current = (record.get("selection") or {}).get("chosen")
+    if isinstance(current, int) and 0 <= current < len(verified) and verified[current]:
+        chosen = current
+    else:
+        chosen = verified.index(True)
+    failed = [i for i, ok in enumerate(verified) if not ok]
+    wrong = [i for i in failed if answered[i]]
+    rejected = (wrong or failed or [None])[0]
+    return {"chosen": chosen, "rejected": rejected, "by": by}
 
 
 ResponseScope = Literal["primary", "all"]

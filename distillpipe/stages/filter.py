@@ -9,7 +9,7 @@ with the same score, never dropped. Filters that need every score first
 stream, so memory stays flat.
 
 Per-filter stats land in ``ctx.stats["filters"][name]``:
-``{seen, kept, rejected, quantiles}``.
+``{seen, kept, rejected, quantiles}``, plus what the filter adds (``Filter.stats``).
 """
 
 from __future__ import annotations
@@ -113,7 +113,9 @@ class FilterStage:
                 for record in batch:
                     yield record
         finally:
-            ctx.stats["filters"] = {name: s.as_dict() for name, s in stats.items()}
+            ctx.stats["filters"] = {
+                f.name: {**stats[f.name].as_dict(), **f.stats()} for f in filters
+            }
             for filter in filters:
                 filter.close()
 
