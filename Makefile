@@ -19,8 +19,10 @@ install: llama-cpp
 install-test: llama-cpp
 	$(PIP) install "$(TORCH_CPU)"
 	$(PIP) install -e '.[dev,hf,ray]'
-	# headless Chromium renders the HTML report in tests/test_report.py
-	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	# headless Chromium renders the HTML report in tests/test_report.py; bubblewrap is the
+	# execution filter's sandbox (tests/sandbox, tests/filters/test_execution.py)
+	(test -x /usr/bin/chromium && command -v bwrap >/dev/null) || (apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y chromium bubblewrap)
 
 doctor:
 	distillpipe doctor configs/quickstart.yaml
