@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from distillpipe.errors import FatalTeacherError, MissingDependencyError
-from distillpipe.teachers.base import Call, Completion, Teacher, TeacherOptions
+from distillpipe.teachers.base import Call, Completion, Teacher, TeacherContext, TeacherOptions
 
 
 def vllm_installed() -> bool:
@@ -138,8 +138,8 @@ class VllmTeacher(Teacher):
     Options = VllmOptions
     options: VllmOptions
 
-    def __init__(self, options: VllmOptions) -> None:
-        super().__init__(options)
+    def __init__(self, options: VllmOptions, context: TeacherContext | None = None) -> None:
+        super().__init__(options, context)
         # One thread owns the engine: LLM is not thread-safe, and chunks queue up behind it.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm")
         self._llm: Any = None
