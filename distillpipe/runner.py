@@ -29,6 +29,7 @@ from distillpipe.stages.base import Record, Stage, StageContext
 from distillpipe.teachers.cost import BudgetGuard
 
 MANIFEST = "manifest.json"
+SPEND_LEDGER = "spend.jsonl"  # in the run directory: what every invocation of the run spent
 
 
 @dataclass
@@ -86,6 +87,7 @@ def run_stage(
         output_path=target,
         budget=budget,
         state_dir=state_dir or _state_dir_for(output_path),
+        stage=stage.name,
     )
     progress = StageProgress(
         progress_mode, stage.name, count_lines(input_path), extra=lambda: _live(ctx)
@@ -172,6 +174,15 @@ def _state_dir_for(output_path: str | Path) -> Path:
     return output.parent / f".{output.name}.batches"
 
 
+def spend_ledger_for(output_path: str | Path) -> Path | None:
+    """The spend ledger of a stage run outside a run directory: beside its output
+    (none for stdout, which names nothing a rerun could find again)."""
+    if str(output_path) == STDIO:
+        return None
+    output = Path(output_path)
+    return output.parent / f".{output.name}.{SPEND_LEDGER}"
+
+
 def enabled_stages(config: Config) -> list[Stage]:
     """The stages a config runs, in pipeline order: generate, and those whose section it sets."""
     chosen = []
@@ -256,6 +267,8 @@ def run_pipeline(
                 budget=budget,
                 state_dir=run_dir / "batches",
             )
+            if budget is not None:
+                manifest.data["spend"] = budget.as_dict()
             manifest.record(
                 stage.name,
                 {

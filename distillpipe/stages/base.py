@@ -41,6 +41,11 @@ def build_teacher(
     return teacher_class(config.teacher.backend)(config.teacher, context)
 
 
+def price_overrides(config: Config) -> dict[str, Price]:
+    """The config's ``cost.prices`` rows, which win over the built-in table."""
+    return {model: Price(**row.model_dump()) for model, row in config.cost.prices.items()}
+
+
 @dataclass
 class StageContext:
     config: Config
@@ -54,6 +59,7 @@ class StageContext:
     on_call_done: Callable[[], None] | None = None
     budget: BudgetGuard | None = None
     state_dir: Path | None = None
+    stage: str = ""  # the stage's name, under which the budget's ledger records its spending
 
     def dispatcher(self) -> Dispatcher:
         """The cached teacher; built on first use so stages without one load nothing."""
@@ -74,17 +80,14 @@ class StageContext:
         return self._dispatcher
 
     def _attach_cost(self, teacher: Teacher, dispatcher: Dispatcher) -> None:
-        overrides = {
-            model: Price(**row.model_dump()) for model, row in self.config.cost.prices.items()
-        }
-        price = price_for_teacher(teacher, overrides)
+        price = price_for_teacher(teacher, price_overrides(self.config))
         if price is not None:
             batch = is_batch(teacher)
             dispatcher.price = lambda c: price.cost(
                 c.prompt_tokens, c.completion_tokens, batch=batch
             )
         if self.budget is not None:
-            self.budget.attach(teacher, price)
+            self.budget.attach(teacher, price, self.stage)
 
     def reject(self, record: Record, *, filter: str, reason: str, score: Any = None) -> None:
         """Send a record to the rejected file: never dropped, always with its reason."""
