@@ -9,15 +9,18 @@ same cap, and finishes with a higher one without paying for any call twice.
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
 import pytest
 from fault_server import FaultServer
 from support import write_config
+from test_resume import cached_completions
 
 from distillpipe.io import write_jsonl
 from distillpipe.teachers.ledger import SpendLedger
@@ -178,3 +181,38 @@ def test_run_keeps_its_ledger_in_the_run_directory_and_its_manifest_shows_the_sp
     )
     assert spend["by_stage"]["generate"]["now_usd"] == pytest.approx(spend["now_usd"], abs=1e-6)
     assert spend["left_usd"] == pytest.approx(100 - cache_cost(private_cache_dir), abs=1e-6)
+
+
+def test_a_run_killed_with_sigkill_has_recorded_what_it_spent_and_its_rerun_counts_it(
+    fault_server: FaultServer, tmp_path: Path, cli_env: dict[str, str], private_cache_dir: Path
+):
+    fault_server.latency = 0.05
+    write_jsonl(tmp_path / "in.jsonl", instructions(60))
+    config = priced_config(tmp_path, fault_server)
+    output = tmp_path / "out.jsonl"
+    command = ["generate", "-q", "-c", str(config), "-i", str(tmp_path / "in.jsonl"),
+               "-o", str(output)]  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "distillpipe", *command], env=cli_env)
+    deadline = time.monotonic() + 120
+    while cached_completions(private_cache_dir) < 6:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not output.exists()
+
+    ledger = tmp_path / ".out.jsonl.spend.jsonl"
+    lines = ledger.read_bytes().splitlines()
+    # every committed completion was recorded before it reached the cache; a line
+    # more than the cache holds is a call paid for whose answer the kill lost
+    assert (
+        cached_completions(private_cache_dir) <= len(lines) <= sum(fault_server.answered.values())
+    )
+    spent = SpendLedger(ledger).total_before()
+    assert spent >= cache_cost(private_cache_dir) > 0
+
+    cap = f"{spent + 0.001:.6f}"  # less than one more call can cost
+    rerun = cli(*command, "--max-cost", cap, env=cli_env)
+    assert rerun.returncode == 1
+    assert "by earlier runs" in rerun.stderr.decode()
+    assert SpendLedger(ledger).total_before() <= float(cap)
