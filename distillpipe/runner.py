@@ -31,6 +31,7 @@ from distillpipe.teachers.cost import BudgetGuard
 from distillpipe.temps import remove_abandoned_temps
 
 MANIFEST = "manifest.json"
+SPEND_LEDGER = "spend.jsonl"  # in the run directory: what every invocation of the run spent
 
 
 @dataclass
@@ -86,6 +87,7 @@ def run_stage(
         output_path=target,
         budget=budget,
         state_dir=state_dir or _state_dir_for(output_path),
+        stage=stage.name,
     )
     records, calls = expected_counts(stage, config, count_lines(input_path))
     progress = StageProgress(
@@ -171,6 +173,15 @@ def _state_dir_for(output_path: str | Path) -> Path:
         return default_cache_dir() / "batches"
     output = Path(output_path)
     return output.parent / f".{output.name}.batches"
+
+
+def spend_ledger_for(output_path: str | Path) -> Path | None:
+    """The spend ledger of a stage run outside a run directory: beside its output
+    (none for stdout, which names nothing a rerun could find again)."""
+    if str(output_path) == STDIO:
+        return None
+    output = Path(output_path)
+    return output.parent / f".{output.name}.{SPEND_LEDGER}"
 
 
 def enabled_stages(config: Config) -> list[Stage]:
@@ -270,6 +281,8 @@ def run_pipeline(
                 budget=budget,
                 state_dir=run_dir / "batches",
             )
+            if budget is not None:
+                manifest.data["spend"] = budget.as_dict()
             manifest.record(
                 stage.name,
                 {

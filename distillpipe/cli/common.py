@@ -13,6 +13,7 @@ from distillpipe.config import Config, load_config
 from distillpipe.progress import Mode, default_mode, message, stderr
 from distillpipe.runner import StageResult
 from distillpipe.teachers.cost import BudgetGuard
+from distillpipe.teachers.ledger import SpendLedger
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The YAML config.")]
 InputOption = Annotated[str, typer.Option("--input", "-i", help="Input JSONL; - for stdin.")]
@@ -62,10 +63,29 @@ def load(
     return config
 
 
-def budget_for(config: Config, max_cost: float | None) -> BudgetGuard | None:
-    """--max-cost wins over the config's cost.max_cost."""
+def budget_for(
+    config: Config, max_cost: float | None, ledger: Path | None = None
+) -> BudgetGuard | None:
+    """The run's budget: --max-cost wins over the config's cost.max_cost, and what the
+    ``ledger`` says earlier invocations spent counts against it. With a ledger and no
+    limit, the guard only records what is spent (so a later capped rerun counts it)."""
     limit = max_cost if max_cost is not None else config.cost.max_cost
-    return BudgetGuard(limit) if limit is not None else None
+    if limit is None and ledger is None:
+        return None
+    return BudgetGuard(limit, SpendLedger(ledger) if ledger is not None else None)
+
+
+def spend_summary(budget: BudgetGuard | None, mode: Mode) -> None:
+    """One line: what earlier invocations of this run spent, what this one did, what is left."""
+    if mode == "quiet" or budget is None:
+        return
+    if not (budget.spent_before or budget.spent or budget.limit is not None):
+        return
+    line = f"spent before: {budget.spent_before:,.4f} USD, spent now: {budget.spent:,.4f} USD"
+    left = budget.left()
+    if left is not None:
+        line += f", budget left: {left:,.4f} USD of {budget.limit:g}"
+    message(mode, line)
 
 
 def mode_for(quiet: bool) -> Mode:

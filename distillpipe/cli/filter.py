@@ -12,11 +12,14 @@ from distillpipe.cli.common import (
     ConfigOption,
     ExecutorOption,
     InputOption,
+    MaxCostOption,
     OutputOption,
     QuietOption,
     SetOption,
+    budget_for,
     load,
     mode_for,
+    spend_summary,
     summary,
     warn_if_empty,
 )
@@ -24,7 +27,7 @@ from distillpipe.errors import ConfigError
 from distillpipe.executors import executor_for
 from distillpipe.io import STDIO
 from distillpipe.progress import Mode, stderr
-from distillpipe.runner import StageResult
+from distillpipe.runner import StageResult, spend_ledger_for
 from distillpipe.stages import stage_named
 
 RejectedOption = Annotated[
@@ -54,6 +57,7 @@ def filter(
     set: SetOption = None,
     quiet: QuietOption = False,
     executor: ExecutorOption = None,
+    max_cost: MaxCostOption = None,
 ) -> None:
     """Score and filter records with the config's `filter` list (rejected ones kept aside)."""
     resolved = load(config, set, executor)
@@ -61,13 +65,15 @@ def filter(
         raise ConfigError(f"{config}: filter: the config names no filters")
     mode = mode_for(quiet)
     rejected_path = rejected or default_rejected_path(output)
+    budget = budget_for(resolved, max_cost, spend_ledger_for(output))
     result = executor_for(resolved).run_stage(
         stage_named("filter"), resolved, input, output, rejected_path=rejected_path,
-        progress_mode=mode,
+        progress_mode=mode, budget=budget,
     )  # fmt: skip
     warn_if_empty(result, input, output, mode)
     summary([(result, False)], mode)
     filter_summary(result, mode)
+    spend_summary(budget, mode)
 
 
 def filter_summary(result: StageResult, mode: Mode) -> None:

@@ -13,10 +13,12 @@ from distillpipe.cli.common import (
     budget_for,
     load,
     mode_for,
+    spend_summary,
     summary,
     warn_if_empty,
 )
 from distillpipe.executors import executor_for
+from distillpipe.runner import spend_ledger_for
 from distillpipe.stages import stage_named
 
 
@@ -32,13 +34,10 @@ def generate(
     """Ask the teacher for n responses per record (cached, resumable)."""
     resolved = load(config, set, executor)
     mode = mode_for(quiet)
+    budget = budget_for(resolved, max_cost, spend_ledger_for(output))
     result = executor_for(resolved).run_stage(
-        stage_named("generate"),
-        resolved,
-        input,
-        output,
-        progress_mode=mode,
-        budget=budget_for(resolved, max_cost),
+        stage_named("generate"), resolved, input, output, progress_mode=mode, budget=budget
     )
     warn_if_empty(result, input, output, mode)
     summary([(result, False)], mode)
+    spend_summary(budget, mode)

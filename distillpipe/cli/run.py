@@ -15,12 +15,13 @@ from distillpipe.cli.common import (
     budget_for,
     load,
     mode_for,
+    spend_summary,
     summary,
 )
 from distillpipe.cli.filter import filter_summary
 from distillpipe.errors import ConfigError
 from distillpipe.progress import message
-from distillpipe.runner import run_pipeline
+from distillpipe.runner import SPEND_LEDGER, run_pipeline
 from distillpipe.seeds import HF_PREFIX
 
 
@@ -47,6 +48,7 @@ def run(
     if not input_path.startswith(HF_PREFIX) and not Path(input_path).exists():
         raise ConfigError(f"{config}: input: no such file: {input_path}")
     target = run_dir or Path(resolved.run_dir) / resolved.name
+    budget = budget_for(resolved, max_cost, target / SPEND_LEDGER)
     results = run_pipeline(
         resolved,
         target,
@@ -54,9 +56,10 @@ def run(
         from_stage=from_stage,
         to_stage=to_stage,
         progress_mode=mode,
-        budget=budget_for(resolved, max_cost),
+        budget=budget,
     )
     summary(results, mode)
+    spend_summary(budget, mode)
     for result, skipped in results:
         if not skipped:
             filter_summary(result, mode)

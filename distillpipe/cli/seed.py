@@ -8,18 +8,21 @@ import typer
 
 from distillpipe.cli.common import (
     ConfigOption,
+    MaxCostOption,
     OutputOption,
     QuietOption,
     RejectedOption,
     SetOption,
+    budget_for,
     load,
     mode_for,
     rejected_path_for,
+    spend_summary,
     summary,
 )
 from distillpipe.cli.run import config_input
 from distillpipe.errors import ConfigError
-from distillpipe.runner import run_stage
+from distillpipe.runner import run_stage, spend_ledger_for
 from distillpipe.stages import stage_named
 
 SeedsOption = Annotated[
@@ -40,6 +43,7 @@ def seed(
     rejected: RejectedOption = None,
     set: SetOption = None,
     quiet: QuietOption = False,
+    max_cost: MaxCostOption = None,
 ) -> None:
     """Load seed tasks and bootstrap new instructions from them (cached, resumable)."""
     resolved = load(config, set)
@@ -48,6 +52,7 @@ def seed(
         if resolved.input is None:
             raise ConfigError(f"{config}: input: give the seed tasks with -i or in `input`")
         input = config_input(resolved.input, config)
+    budget = budget_for(resolved, max_cost, spend_ledger_for(output))
     result = run_stage(
         stage_named("seed"),
         resolved,
@@ -55,5 +60,7 @@ def seed(
         output,
         rejected_path=rejected_path_for(output, rejected),
         progress_mode=mode,
+        budget=budget,
     )
     summary([(result, False)], mode)
+    spend_summary(budget, mode)

@@ -1,4 +1,4 @@
-"""``executor: ray``: a stage's teacher calls answered by actor pools on a Ray cluster.
+"""``executor: ray``: a stage's teacher calls answered by a pool of actors on a Ray cluster.
 
 How a model stage runs on Ray:
 
@@ -6,10 +6,14 @@ How a model stage runs on Ray:
    as the local executor), asks the stage for the requests it will send, and
    splits them into calls with the dispatcher's cache keys. Calls the cache
    already answers stay home.
-2. The misses become a Ray Dataset that ``map_batches`` sends through an actor
-   pool: one teacher engine per actor (a llama.cpp model per CPU actor, a vLLM
-   engine per GPU actor, an API client per actor).
-3. Each answered batch streams back to the driver, which commits every
+2. The misses go, batch by batch, to a pool of actors: one teacher engine per
+   actor (a llama.cpp model per CPU actor, a vLLM engine per GPU actor, an API
+   client per actor). The driver hands the batches out itself
+   (``ray_dispatch.py``), so the run's one ``--max-cost`` budget holds there:
+   each call is reserved before it leaves and priced from its usage when it
+   comes back. An API teacher's concurrency, rpm and tpm are split among the
+   actors, so they hold for the whole run.
+3. Each answered batch comes back to the driver, which commits every
    completion to its SQLite cache as it arrives. Workers never touch the
    cache, so it needs no shared filesystem and stays single-writer.
 4. The ordinary local stage then runs in the driver and replays every call
@@ -37,18 +41,15 @@ from distillpipe.cache import ResponseCache
 from distillpipe.config import Config, ExecutorConfig
 from distillpipe.dispatch import Dispatcher, _batched
 from distillpipe.errors import ConfigError, DistillpipeError, MissingDependencyError
-from distillpipe.executors.ray_worker import (
-    TeacherWorker,
-    call_to_row,
-    completion_from_json,
-    error_from_row,
-)
+from distillpipe.executors.ray_dispatch import hand_out
+from distillpipe.executors.ray_worker import TeacherWorker, config_for_actor, most_actors
 from distillpipe.inputs import stage_records
 from distillpipe.io import STDIO
 from distillpipe.progress import Mode, StageProgress, message
 from distillpipe.runner import StageResult, run_stage
-from distillpipe.stages.base import Stage, build_teacher
-from distillpipe.teachers.cost import BudgetGuard
+from distillpipe.stages.base import Stage, build_teacher, price_overrides
+from distillpipe.teachers.base import Call, Completion
+from distillpipe.teachers.cost import BudgetGuard, is_batch, price_for_teacher
 
 _PLAN_CHUNK = 1000
 
@@ -61,9 +62,14 @@ class RayStats:
     sent: int = 0
     actors: int = 0
     seconds: float = 0.0
+    cost_usd: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "seconds": round(self.seconds, 3)}
+        return {
+            **asdict(self),
+            "seconds": round(self.seconds, 3),
+            "cost_usd": round(self.cost_usd, 6),
+        }
 
 
 def import_ray() -> Any:
@@ -89,8 +95,9 @@ def connect(ray: Any, options: ExecutorConfig) -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
-def pool_size(ray: Any, options: ExecutorConfig, batches: int) -> int:
-    """The configured actor count, else as many as the cluster's CPUs (GPUs) hold."""
+def pool_size(ray: Any, options: ExecutorConfig, batches: int, most: int | None = None) -> int:
+    """The configured actor count, else as many as the cluster's CPUs (GPUs) hold; never
+    more than ``batches``, nor than ``most`` (the run-wide limits' smallest)."""
     if options.actors is not None:
         size = options.actors
     else:
@@ -99,7 +106,7 @@ def pool_size(ray: Any, options: ExecutorConfig, batches: int) -> int:
             size = int(resources.get("GPU", 0) // options.num_gpus)
         else:
             size = int(resources.get("CPU", 1) // options.num_cpus)
-    return max(1, min(size, batches))
+    return max(1, min(size, batches, most or batches))
 
 
 @contextlib.contextmanager
@@ -153,13 +160,14 @@ class RayExecutor:
                 "completions to the cache and replays them from there)"
             )
         with readable_twice(input_path) as path:
-            stats = self.answer_on_ray(stage, config, path, progress_mode)
+            stats = self.answer_on_ray(stage, config, path, progress_mode, budget)
             result = run_locally(stage, config, path, output_path)
         result.stats["executor"] = stats.as_dict()
         # Count the actors' calls as this stage's teacher calls, not as cache hits of the replay.
         teacher = result.stats.setdefault("teacher", {})
         teacher["teacher_calls"] = teacher.get("teacher_calls", 0) + stats.sent
         teacher["cache_hits"] = teacher.get("cache_hits", 0) - stats.sent
+        teacher["cost_usd"] = teacher.get("cost_usd", 0.0) + stats.cost_usd
         result.seconds += stats.seconds
         return result
 
@@ -211,18 +219,33 @@ class RayExecutor:
         return remote_args
 
     def answer_on_ray(
-        self, stage: Any, config: Config, path: Path, progress_mode: Mode
+        self,
+        stage: Any,
+        config: Config,
+        path: Path,
+        progress_mode: Mode,
+        budget: BudgetGuard | None = None,
     ) -> RayStats:
         """Fill the cache with every call of the stage that it does not hold yet."""
         stats = RayStats()
         started = time.perf_counter()
         teacher = build_teacher(config)
         try:
+            price = price_for_teacher(teacher, price_overrides(config))
+            if budget is not None:
+                budget.attach(teacher, price, stage.name)
+            batch = is_batch(teacher)
+
+            def cost(c: Completion) -> float:
+                if price is None:
+                    return 0.0
+                return price.cost(c.prompt_tokens, c.completion_tokens, batch=batch)
+
             planner = Dispatcher(teacher, None, config.seed)
             records = stage_records(stage, path, config)
             requests = stage.teacher_requests(records, config, teacher.mode)
             with ResponseCache(config.cache.path) as cache:
-                missing: dict[str, dict[str, str]] = {}
+                missing: dict[str, Call] = {}
                 for chunk in _batched(requests, _PLAN_CHUNK):
                     calls = [call for request in chunk for call in planner.calls_for(request)]
                     found = cache.get_many(call.key for call in calls)
@@ -230,9 +253,10 @@ class RayExecutor:
                     stats.cached += len(found)
                     for call in calls:
                         if call.key not in found and call.key not in missing:
-                            missing[call.key] = call_to_row(call)
+                            missing[call.key] = call
                 if missing:
-                    self._send(list(missing.values()), config, cache, stats, stage, progress_mode)
+                    self._send(list(missing.values()), config, cache, stats, stage, progress_mode,
+                               budget, cost)  # fmt: skip
         finally:
             asyncio.run(teacher.aclose())
         stats.seconds = time.perf_counter() - started
@@ -240,45 +264,58 @@ class RayExecutor:
 
     def _send(
         self,
-        rows: list[dict[str, str]],
+        calls: list[Call],
         config: Config,
         cache: ResponseCache,
         stats: RayStats,
         stage: Any,
         progress_mode: Mode,
+        budget: BudgetGuard | None,
+        cost: Callable[[Completion], float],
     ) -> None:
         ray = import_ray()
         connect(ray, self.options)
         options = self.options
-        batches = math.ceil(len(rows) / options.batch_size)
-        stats.actors = pool_size(ray, options, batches)
+        batches = math.ceil(len(calls) / options.batch_size)
+        stats.actors = pool_size(ray, options, batches, most_actors(config.teacher))
         message(
             progress_mode,
-            f"{stage.name}: {len(rows):,} calls to {stats.actors} Ray actors "
+            f"{stage.name}: {len(calls):,} calls to {stats.actors} Ray actors "
             f"({stats.cached:,} of {stats.calls:,} already cached)",
         )
-        answered = ray.data.from_items(rows, override_num_blocks=batches).map_batches(
-            TeacherWorker,
-            fn_constructor_args=(config, options.num_cpus),
-            batch_size=options.batch_size,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=stats.actors),
-            **self._remote_args(),
-        )
-        progress = StageProgress(progress_mode, f"{stage.name} on ray", calls=len(rows))
+        worker = ray.remote(TeacherWorker).options(**self._remote_args())
+        actors = [
+            worker.remote(config_for_actor(config, options.num_cpus, index, stats.actors))
+            for index in range(stats.actors)
+        ]
+        progress = StageProgress(progress_mode, f"{stage.name} on ray", calls=len(calls))
+
+        def commit(key: str, completion: Completion) -> None:
+            cache.put(key, completion)
+            stats.sent += 1
+            stats.cost_usd += cost(completion)
+            progress.call_done()
+
         finished = False
         try:
-            for batch in answered.iter_batches(batch_size=None, batch_format="numpy"):
-                answers = zip(batch["key"], batch["completion"], batch["error"], strict=True)
-                for key, value, error in answers:
-                    if error:
-                        raise error_from_row(error)
-                    cache.put(str(key), completion_from_json(value))
-                    stats.sent += 1
-                    progress.call_done()
+            hand_out(
+                ray, actors, calls, batch_size=options.batch_size, budget=budget, commit=commit
+            )
             finished = True
+        except DistillpipeError:
+            raise
+        except Exception as exc:
+            error = _project_error(exc)
+            if error is None:
+                raise
+            raise error from None
         finally:
             progress.close(finished=finished)
+            if finished:  # a failed run's actors may still be busy: no goodbyes
+                with contextlib.suppress(Exception):
+                    ray.get([actor.close.remote() for actor in actors], timeout=60)
+            for actor in actors:
+                ray.kill(actor)
 
 
 def _project_error(exc: BaseException) -> DistillpipeError | None:

@@ -1,20 +1,19 @@
 """What runs inside a Ray actor: one teacher engine, answering batches of calls.
 
-Calls travel as rows of two strings (the cache key and the call's JSON), so
-a Ray Dataset holds nothing but plain columns; answers come back as rows of
-(key, completion JSON, error) for the driver to commit to its cache. A teacher
-error travels as a row too: Ray Data hands the driver only the text of an
-exception raised in a worker, and the driver must raise the same one-line error
-a local run would.
+Calls travel as rows of two strings (the cache key and the call's JSON), and
+answers come back as rows of (key, completion JSON, error) for the driver to
+price and commit to its cache. A teacher error travels as a row too: Ray hands
+the driver only the text of an exception raised in a worker, and the driver
+must raise the same one-line error a local run would.
+
+An API teacher's concurrency, rpm and tpm are the whole run's limits: each
+actor's teacher is built with its share of them (``config_for_actor``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any, TypeVar
 
-import numpy as np
 import orjson
 from pydantic import BaseModel
 
@@ -61,42 +60,58 @@ def with_actor_threads(options: M, num_cpus: float) -> M:
     return options
 
 
-def config_for_actor(config: Config, num_cpus: float) -> Config:
-    return config.model_copy(update={"teacher": with_actor_threads(config.teacher, num_cpus)})
+SHARED_LIMITS = ("concurrency", "rpm", "tpm")
+
+
+def with_limit_share(options: M, actor: int, actors: int) -> M:
+    """Actor ``actor`` of ``actors`` gets its share of each run-wide limit the options set
+    (concurrency, rpm, tpm): shares differ by at most one and add up to the limit."""
+    update = {}
+    for name in SHARED_LIMITS:
+        limit = getattr(options, name, None) if name in type(options).model_fields else None
+        if limit is not None:
+            size, extra = divmod(limit, actors)
+            update[name] = size + (1 if actor < extra else 0)
+    return options.model_copy(update=update) if update else options
+
+
+def most_actors(options: BaseModel) -> int | None:
+    """The most actors that can each get a non-zero share of the run's limits."""
+    limits = [getattr(options, name, None) for name in SHARED_LIMITS[:2]]
+    present = [limit for limit in limits if limit is not None]
+    return min(present) if present else None
+
+
+def config_for_actor(config: Config, num_cpus: float, actor: int = 0, actors: int = 1) -> Config:
+    teacher = with_limit_share(with_actor_threads(config.teacher, num_cpus), actor, actors)
+    return config.model_copy(update={"teacher": teacher})
 
 
 class TeacherWorker:
-    """A Ray Data actor: built once per actor (loads the model), called once per batch."""
+    """A Ray actor: built once (loads the model), then asked batches of calls.
 
-    def __init__(self, config: Config, num_cpus: float) -> None:
-        self.teacher = build_teacher(config_for_actor(config, num_cpus))
-        self.loop = asyncio.new_event_loop()
+    Its methods are coroutines, so Ray runs them on the actor's own event loop
+    (where the teacher's connection pool lives) and the driver's second batch
+    starts as soon as the first leaves slots free.
+    """
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        calls = [
-            call_from_row(str(key), str(call))
-            for key, call in zip(batch["key"], batch["call"], strict=True)
-        ]
-        answered: list[tuple[str, str, str]] = []
-        self.loop.run_until_complete(self._answer(calls, answered))
-        return {
-            "key": np.array([key for key, _, _ in answered], dtype=object),
-            "completion": np.array([value for _, value, _ in answered], dtype=object),
-            "error": np.array([error for _, _, error in answered], dtype=object),
-        }
+    def __init__(self, config: Config) -> None:
+        self.teacher = build_teacher(config)
 
-    async def _answer(self, calls: list[Call], answered: list[tuple[str, str, str]]) -> None:
+    async def answer(self, rows: list[dict[str, str]]) -> list[tuple[str, str, str]]:
         """Completions as rows; a teacher error ends the batch as a row that carries it."""
+        calls = [call_from_row(row["key"], row["call"]) for row in rows]
+        answered: list[tuple[str, str, str]] = []
         try:
             async for call, completion in self.teacher.generate(calls):
                 answered.append((call.key, completion_json(completion), ""))
         except DistillpipeError as exc:
             answered.append(("", "", f"{type(exc).__name__}\t{exc}"))
+        return answered
 
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # the actor is going away; no one to tell
-            self.loop.run_until_complete(self.teacher.aclose())
-            self.loop.close()
+    async def close(self) -> None:
+        """Release the engine (a managed server, connections) before the actor is killed."""
+        await self.teacher.aclose()
 
 
 def completion_json(completion: Completion) -> str:

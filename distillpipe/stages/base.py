@@ -28,16 +28,28 @@ from distillpipe.config import Config
 from distillpipe.dispatch import Dispatcher
 from distillpipe.io import JsonlWriter
 from distillpipe.progress import Mode, message
-from distillpipe.teachers.base import Teacher, teacher_class
+from distillpipe.teachers.base import Budget, Teacher, TeacherContext, report_nothing, teacher_class
 from distillpipe.teachers.cost import BudgetGuard, Price, is_batch, price_for_teacher
 
 Record = dict[str, Any]
 
 
-def build_teacher(config: Config) -> Teacher:
-    teacher = teacher_class(config.teacher.backend)(config.teacher)
-    teacher.log_dir = Path(config.run_dir) / config.name
-    return teacher
+def build_teacher(
+    config: Config,
+    *,
+    budget: Budget | None = None,
+    state_dir: Path | None = None,
+    report: Callable[[str], None] = report_nothing,
+) -> Teacher:
+    """The config's teacher, handed everything it needs; its logs go to the run directory."""
+    log_dir = Path(config.run_dir) / config.name
+    context = TeacherContext(budget=budget, state_dir=state_dir, report=report, log_dir=log_dir)
+    return teacher_class(config.teacher.backend)(config.teacher, context)
+
+
+def price_overrides(config: Config) -> dict[str, Price]:
+    """The config's ``cost.prices`` rows, which win over the built-in table."""
+    return {model: Price(**row.model_dump()) for model, row in config.cost.prices.items()}
 
 
 @dataclass
@@ -53,11 +65,17 @@ class StageContext:
     on_call_done: Callable[[bool], None] | None = None  # given whether the cache answered
     budget: BudgetGuard | None = None
     state_dir: Path | None = None
+    stage: str = ""  # the stage's name, under which the budget's ledger records its spending
 
     def dispatcher(self) -> Dispatcher:
         """The cached teacher; built on first use so stages without one load nothing."""
         if self._dispatcher is None:
-            self._teacher = build_teacher(self.config)
+            self._teacher = build_teacher(
+                self.config,
+                budget=self.budget,
+                state_dir=self.state_dir,
+                report=lambda text: message(self.progress_mode, text),
+            )
             if self.config.cache.enabled:
                 self._cache = ResponseCache(self.config.cache.path)
             self._dispatcher = Dispatcher(self._teacher, self._cache, self.config.seed)
@@ -68,20 +86,14 @@ class StageContext:
         return self._dispatcher
 
     def _attach_cost(self, teacher: Teacher, dispatcher: Dispatcher) -> None:
-        overrides = {
-            model: Price(**row.model_dump()) for model, row in self.config.cost.prices.items()
-        }
-        price = price_for_teacher(teacher, overrides)
+        price = price_for_teacher(teacher, price_overrides(self.config))
         if price is not None:
             batch = is_batch(teacher)
             dispatcher.price = lambda c: price.cost(
                 c.prompt_tokens, c.completion_tokens, batch=batch
             )
         if self.budget is not None:
-            self.budget.attach(teacher, price)
-            teacher.budget = self.budget  # type: ignore[attr-defined]
-        teacher.state_dir = self.state_dir  # type: ignore[attr-defined]
-        teacher.report = lambda text: message(self.progress_mode, text)  # type: ignore[attr-defined]
+            self.budget.attach(teacher, price, self.stage)
 
     def reject(self, record: Record, *, filter: str, reason: str, score: Any = None) -> None:
         """Send a record to the rejected file: never dropped, always with its reason."""

@@ -40,7 +40,14 @@ from distillpipe.errors import (
     MissingApiKeyError,
     RetryableTeacherError,
 )
-from distillpipe.teachers.base import Call, Completion, SamplingParams, Teacher, TeacherOptions
+from distillpipe.teachers.base import (
+    Call,
+    Completion,
+    SamplingParams,
+    Teacher,
+    TeacherContext,
+    TeacherOptions,
+)
 from distillpipe.teachers.limits import AdaptiveConcurrency, RateLimiter, server_pause
 from distillpipe.teachers.model_rules import ModelRule, find_rule
 from distillpipe.teachers.retry import classify_status, wait_retry_after_or_backoff
@@ -83,11 +90,10 @@ class ApiTeacher(Teacher):
     key_header: ClassVar[str] = "Authorization"
     options: ApiOptions
 
-    def __init__(self, options: ApiOptions) -> None:
-        super().__init__(options)
+    def __init__(self, options: ApiOptions, context: TeacherContext | None = None) -> None:
+        super().__init__(options, context)
         self.api_key = self._find_key()
-        self.budget: Any = None  # a cost.BudgetGuard, set by the stage context
-        self.state_dir: Any = None  # where batch mode keeps its journal
+        self.budget = self.context.budget
         self.attempts = 0
         self.retries = 0
         self._session: aiohttp.ClientSession | None = None

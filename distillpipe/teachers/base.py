@@ -14,11 +14,11 @@ built-ins use the same registry as third-party packages.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -154,6 +154,40 @@ class TeacherOptions(BaseModel):
         return None
 
 
+class Budget(Protocol):
+    """The ``--max-cost`` guard (``cost.BudgetGuard``) as a paid call sees it."""
+
+    def reserve(self, call: Call, payload_bytes: int = 0) -> float:
+        """The call's worst case, held back; raises BudgetExceededError when it does not fit."""
+        ...
+
+    def settle(self, reserved: float, completion: Completion | None) -> None:
+        """Release a reservation; a completion (None: the call failed) is what it cost."""
+        ...
+
+
+def report_nothing(text: str) -> None:
+    """The default status reporter of a teacher built outside a stage (tests, tools)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TeacherContext:
+    """What a teacher is handed when it is built; nothing is set on it afterwards.
+
+    The default is what a bare teacher (a test, a tool) needs: no budget, no
+    state kept across runs, silent status lines, logs in the current folder.
+    """
+
+    budget: Budget | None = None
+    """Every paid call reserves its worst case here first and settles after."""
+    state_dir: Path | None = None
+    """Where a backend keeps state across reruns (the batch journal)."""
+    report: Callable[[str], None] = report_nothing
+    """One status line for the user (the progress stream)."""
+    log_dir: Path | None = None
+    """Where a backend writes its own logs (a managed server's): the run directory."""
+
+
 class Teacher(ABC):
     """A backend. Subclasses set ``name`` and ``Options`` and implement ``generate``."""
 
@@ -161,11 +195,10 @@ class Teacher(ABC):
     Options: ClassVar[type[TeacherOptions]]
     needs_key: ClassVar[bool] = False
     key_env_var: ClassVar[str | None] = None
-    log_dir: Path | None = None
-    """Where a backend writes its own logs (a managed server's): the run directory."""
 
-    def __init__(self, options: TeacherOptions) -> None:
+    def __init__(self, options: TeacherOptions, context: TeacherContext | None = None) -> None:
         self.options = options
+        self.context = context or TeacherContext()
 
     @property
     def model(self) -> str:

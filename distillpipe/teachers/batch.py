@@ -208,7 +208,7 @@ class AnthropicBatches:
 async def run_batches(teacher: ApiTeacher, calls: Sequence[Call]) -> AsyncIterator[Any]:
     """Yield ``(call, completion)`` for every call, through provider batches."""
     provider = _provider(teacher)
-    journal = BatchJournal(Path(teacher.state_dir or ".distillpipe-batches"))
+    journal = BatchJournal(Path(teacher.context.state_dir or ".distillpipe-batches"))
     by_id = {custom_id(call): call for call in calls}
     budget_stop: BudgetExceededError | None = None
     reserved: dict[str, float] = {}
@@ -375,6 +375,4 @@ async def _map_errors(awaitable: Any, doing: str) -> Any:
 
 
 def _report(teacher: ApiTeacher, text: str) -> None:
-    report = getattr(teacher, "report", None)
-    if report is not None:
-        report(text)
+    teacher.context.report(text)

@@ -22,6 +22,7 @@ import yaml
 
 from distillpipe.errors import BudgetExceededError, ConfigError
 from distillpipe.teachers.base import Call, Completion, Request
+from distillpipe.teachers.ledger import SpendLedger
 from distillpipe.tokens import count_tokens, encoding_for_model, encoding_named
 
 PER_MILLION = 1e-6
@@ -95,52 +96,102 @@ def prompt_tokens(request: Request, model: str, backend: str) -> int:
 
 
 class BudgetGuard:
-    """Stops before spending more than ``limit`` USD in this process.
+    """Stops before the run's teacher calls would cost more than ``limit`` USD.
 
     Before a call is sent its worst case (counted prompt tokens, ``max_tokens``
     out) is reserved; a call whose reservation would cross the limit is not
-    sent. When it returns, the reservation becomes the real cost.
+    sent. When it returns, the reservation becomes the real cost, which is
+    appended to the ``ledger`` at once. What the ledger held when opened (the
+    spending of earlier invocations of the same run) counts against the limit,
+    so a rerun with the same ``--max-cost`` spends at most what is left.
+    Without a limit the guard only keeps the ledger.
     """
 
-    def __init__(self, limit: float) -> None:
+    def __init__(self, limit: float | None, ledger: SpendLedger | None = None) -> None:
         self.limit = limit
+        self.ledger = ledger
+        self.before: dict[str, float] = dict(ledger.before) if ledger is not None else {}
+        self.spent_before = sum(self.before.values())
         self.spent = 0.0
+        """What this invocation spent."""
+        self.now: dict[str, float] = {}
+        """This invocation's spending per stage."""
         self.reserved = 0.0
-        self.price: Price = FREE
+        self.price: Price | None = FREE
         self.batch = False
-        self.model, self.backend = "", ""
+        self.model, self.backend, self.stage = "", "", ""
         self.stopped = False
 
-    def attach(self, teacher: Any, price: Price | None) -> None:
-        if price is None:
+    def attach(self, teacher: Any, price: Price | None, stage: str = "") -> None:
+        """Price the calls of ``stage``'s teacher; a limit needs a known price."""
+        if price is None and self.limit is not None:
             raise ConfigError(
                 f"cost.prices: no price known for model {teacher.model!r}; --max-cost needs "
                 f"one: add cost.prices.{teacher.model}: {{input: USD/1M, output: USD/1M}}"
             )
         self.price, self.batch = price, is_batch(teacher)
-        self.model, self.backend = teacher.model, teacher.name
+        self.model, self.backend, self.stage = teacher.model, teacher.name, stage
 
     def worst_case(self, call: Call) -> float:
-        if self.price == FREE:
+        if self.price is None or self.price == FREE:
             return 0.0
         tokens = prompt_tokens(call.request, self.model, self.backend)
         return self.price.cost(tokens, call.request.params.max_tokens, batch=self.batch)
 
     def reserve(self, call: Call, payload_bytes: int = 0) -> float:
+        if self.limit is None:
+            return 0.0
         worst = self.worst_case(call)
-        if self.stopped or self.spent + self.reserved + worst > self.limit:
+        if self.stopped or self.spent_before + self.spent + self.reserved + worst > self.limit:
             self.stopped = True
+            earlier = (
+                f", {self.spent_before:.4f} of it by earlier runs" if self.spent_before else ""
+            )
             raise BudgetExceededError(
-                f"--max-cost {self.limit:g} USD reached (spent {self.spent:.4f} USD; the next "
-                f"request, {call.request.id}, could cost up to {worst:.4f}); rerun with a "
-                "higher --max-cost to resume from the cache"
+                f"--max-cost {self.limit:g} USD reached (spent "
+                f"{self.spent_before + self.spent:.4f} USD{earlier}; the next request, "
+                f"{call.request.id}, could cost up to {worst:.4f}); rerun with a higher "
+                "--max-cost to resume from the cache"
             )
         self.reserved += worst
         return worst
 
     def settle(self, reserved: float, completion: Completion | None) -> None:
         self.reserved -= reserved
-        if completion is not None:
-            self.spent += self.price.cost(
-                completion.prompt_tokens, completion.completion_tokens, batch=self.batch
-            )
+        if completion is None or self.price is None:
+            return
+        usd = self.price.cost(
+            completion.prompt_tokens, completion.completion_tokens, batch=self.batch
+        )
+        if usd:
+            self.spent += usd
+            self.now[self.stage] = self.now.get(self.stage, 0.0) + usd
+            if self.ledger is not None:
+                self.ledger.record(self.stage, usd)
+
+    def left(self) -> float | None:
+        """USD of the limit not yet spent (None without a limit)."""
+        if self.limit is None:
+            return None
+        return max(0.0, self.limit - self.spent_before - self.spent)
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the manifest: the limit, what was spent before and now, in all and per stage."""
+        stages = sorted({*self.before, *self.now})
+        return {
+            "max_cost": self.limit,
+            "before_usd": round(self.spent_before, 6),
+            "now_usd": round(self.spent, 6),
+            "left_usd": None if self.limit is None else round(self.left() or 0.0, 6),
+            "by_stage": {
+                stage: {
+                    "before_usd": round(self.before.get(stage, 0.0), 6),
+                    "now_usd": round(self.now.get(stage, 0.0), 6),
+                }
+                for stage in stages
+            },
+        }
+
+    def close(self) -> None:
+        if self.ledger is not None:
+            self.ledger.close()

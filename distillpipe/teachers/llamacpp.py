@@ -23,6 +23,7 @@ from distillpipe.teachers.base import (
     Call,
     Completion,
     Teacher,
+    TeacherContext,
     TeacherOptions,
     compact_logprobs,
 )
@@ -47,8 +48,8 @@ class LlamaCppTeacher(Teacher):
     Options = LlamaCppOptions
     options: LlamaCppOptions
 
-    def __init__(self, options: LlamaCppOptions) -> None:
-        super().__init__(options)
+    def __init__(self, options: LlamaCppOptions, context: TeacherContext | None = None) -> None:
+        super().__init__(options, context)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._llm: Any = None
 

@@ -20,7 +20,13 @@ from pydantic import Field
 
 from distillpipe.errors import MissingApiKeyError
 from distillpipe.teachers.api import ApiOptions, ApiTeacher, is_local
-from distillpipe.teachers.base import Call, Completion, SamplingParams, compact_logprobs
+from distillpipe.teachers.base import (
+    Call,
+    Completion,
+    SamplingParams,
+    TeacherContext,
+    compact_logprobs,
+)
 from distillpipe.teachers.server import LaunchOptions, ManagedServer
 
 __all__ = ["OpenAIOptions", "OpenAITeacher", "is_local"]
@@ -72,10 +78,10 @@ class OpenAITeacher(ApiTeacher):
     batch_endpoint: ClassVar[str] = "/v1/chat/completions"
     options: OpenAIOptions
 
-    def __init__(self, options: OpenAIOptions) -> None:
+    def __init__(self, options: OpenAIOptions, context: TeacherContext | None = None) -> None:
         self._server: ManagedServer | None = None
         self._base_url = options.base_url
-        super().__init__(options)
+        super().__init__(options, context)
 
     def _find_key(self) -> str | None:
         try:
@@ -161,7 +167,7 @@ class OpenAITeacher(ApiTeacher):
                 self.options.launch,
                 model=self.options.model,
                 base_url=self.options.base_url if given else None,
-                log_dir=self.log_dir,
+                log_dir=self.context.log_dir,
                 headers=self.headers(),
             )
         return self._server

@@ -28,7 +28,14 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from distillpipe.errors import MissingDependencyError
-from distillpipe.teachers.base import Call, Completion, Message, Teacher, TeacherOptions
+from distillpipe.teachers.base import (
+    Call,
+    Completion,
+    Message,
+    Teacher,
+    TeacherContext,
+    TeacherOptions,
+)
 from distillpipe.teachers.vllm_engine import Delivery, EngineLoop
 
 
@@ -179,8 +186,14 @@ class VllmTeacher(Teacher):
     Options = VllmOptions
     options: VllmOptions
 
-    def __init__(self, options: VllmOptions, *, api: Callable[[], VllmApi] = import_vllm) -> None:
-        super().__init__(options)
+    def __init__(
+        self,
+        options: VllmOptions,
+        context: TeacherContext | None = None,
+        *,
+        api: Callable[[], VllmApi] = import_vllm,
+    ) -> None:
+        super().__init__(options, context)
         self._import_api = api
         self._api: VllmApi | None = None
         self._llm: Any = None

@@ -22,19 +22,21 @@ from pathlib import Path
 
 import pytest
 import ray
+from fault_server import FaultServer
 from support import small_llamacpp_config, write_config
 from test_resume import SPY, backend_log, cached_completions
 
 from distillpipe.config import load_config
-from distillpipe.errors import ConfigError, FatalTeacherError
+from distillpipe.errors import BudgetExceededError, ConfigError, FatalTeacherError
 from distillpipe.executors import executor_for
 from distillpipe.executors.local import LocalExecutor
-from distillpipe.executors.ray import RayExecutor
+from distillpipe.executors.ray import RayExecutor, pool_size
 from distillpipe.executors.ray_filter import split_evenly
 from distillpipe.executors.ray_worker import (
     call_from_row,
     call_to_row,
     config_for_actor,
+    most_actors,
     with_actor_threads,
 )
 from distillpipe.filters.base import build_filter
@@ -43,6 +45,8 @@ from distillpipe.io import read_jsonl, read_records, write_jsonl
 from distillpipe.runner import run_pipeline
 from distillpipe.stages import stage_named
 from distillpipe.teachers.base import Call, Request, SamplingParams
+from distillpipe.teachers.cost import BudgetGuard
+from distillpipe.teachers.ledger import SpendLedger
 
 # A model-based filter with a percentile cut (scores on actors, the cut fitted on the
 # driver over the whole run) and dedup (stateful decisions on the driver, in order).
@@ -121,6 +125,40 @@ def test_an_engine_on_an_actor_gets_the_actors_cpus_as_threads(tmp_path: Path):
     assert config_for_actor(config, 3).teacher.n_threads == 8
     perplexity = build_filter(with_actor_threads(PerplexityOptions(type="perplexity"), 1.5), config)
     assert perplexity.options.n_threads == 1
+
+
+def api_config_data(server: FaultServer, **teacher: object) -> dict:
+    return {
+        "name": "ray-api",
+        "seed": 1,
+        "teacher": {
+            "backend": "openai",
+            "model": "gpt-4o-mini",
+            "base_url": f"{server.url}/v1",
+            "api_key": "sk-test-secret",
+            "retry_backoff": 0.02,
+            **teacher,
+        },
+        "generate": {"n": 1, "max_tokens": 16},
+        "cost": {"prices": {"gpt-4o-mini": {"input": 1000.0, "output": 1000.0}}},  # $1e-3/token
+    }
+
+
+def test_an_api_teachers_limits_are_the_runs_split_among_the_actors(
+    tmp_path: Path, fault_server: FaultServer
+):
+    data = api_config_data(fault_server, concurrency=7, rpm=600, tpm=100_001)
+    config = load_config(write_config(tmp_path / "a.yaml", data))
+    shares = [config_for_actor(config, 1, actor, 3).teacher for actor in range(3)]
+    assert [t.concurrency for t in shares] == [3, 2, 2]
+    assert [t.rpm for t in shares] == [200, 200, 200]
+    assert [t.tpm for t in shares] == [33_334, 33_334, 33_333]
+    assert config.teacher.concurrency == 7, "the driver's own config is left alone"
+    # no more actors than can each get a share of the smallest limit
+    assert most_actors(config.teacher) == 7
+    options = config.executor.model_copy(update={"actors": 16})
+    assert pool_size(None, options, batches=100, most=most_actors(config.teacher)) == 7
+    assert most_actors(config.teacher.model_copy(update={"concurrency": 64, "rpm": None})) == 64
 
 
 def test_batches_split_across_scorers_in_order():
@@ -245,3 +283,49 @@ def test_a_fatal_teacher_error_on_an_actor_names_the_request(tmp_path: Path, ray
             stage_named("generate"), config, tmp_path / "in.jsonl", tmp_path / "out.jsonl"
         )
     assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_the_driver_holds_one_budget_across_the_actors_and_a_rerun_spends_only_the_remainder(
+    tmp_path: Path, ray_address: str, fault_server: FaultServer
+):
+    total = 20
+    write_jsonl(tmp_path / "in.jsonl", prompts(total, "tearoom"))
+    data = api_config_data(fault_server, concurrency=4)
+    data["cache"] = {"path": str(tmp_path / "cache.sqlite")}
+    data["executor"] = {"type": "ray", "actors": 2, "batch_size": 2}
+    config = load_config(write_config(tmp_path / "config.yaml", data))
+    ledger = tmp_path / "spend.jsonl"
+
+    def generate(guard: BudgetGuard):
+        return executor_for(config).run_stage(
+            stage_named("generate"), config, tmp_path / "in.jsonl", tmp_path / "out.jsonl",
+            budget=guard,
+        )  # fmt: skip
+
+    first = BudgetGuard(0.2, SpendLedger(ledger))
+    with pytest.raises(BudgetExceededError, match=r"--max-cost 0\.2 USD reached"):
+        generate(first)
+    assert not (tmp_path / "out.jsonl").exists()
+    paid = len(fault_server.answered)
+    assert 0 < paid < total
+    assert 0 < first.spent <= 0.2 and first.reserved == pytest.approx(0.0, abs=1e-9)
+    assert SpendLedger(ledger).total_before() == pytest.approx(first.spent)
+
+    again = BudgetGuard(0.2, SpendLedger(ledger))
+    with pytest.raises(BudgetExceededError, match="by earlier runs"):
+        generate(again)
+    assert first.spent + again.spent <= 0.2
+
+    done = BudgetGuard(10.0, SpendLedger(ledger))
+    result = generate(done)
+    records = list(read_records(tmp_path / "out.jsonl"))
+    assert len(records) == total
+    assert set(fault_server.answered.values()) == {1}, "a paid call was sent again"
+    usages = [record["responses"][0]["usage"] for record in records]
+    all_paid = sum(u["prompt_tokens"] + u["completion_tokens"] for u in usages) * 1e-3
+    cost = result.stats["teacher"]["cost_usd"]
+    assert cost == pytest.approx(all_paid - first.spent - again.spent) and cost > 0
+    assert cost == pytest.approx(done.spent)
+    assert result.stats["executor"]["cost_usd"] == pytest.approx(cost, abs=1e-6)
+    assert SpendLedger(ledger).total_before() == pytest.approx(all_paid)

@@ -15,6 +15,7 @@ from distillpipe.config import PriceConfig
 from distillpipe.errors import BudgetExceededError
 from distillpipe.teachers.base import Request, SamplingParams
 from distillpipe.teachers.cost import BudgetGuard, Price, find_price, prompt_tokens
+from distillpipe.teachers.ledger import SpendLedger
 
 RECORDS = 20
 
@@ -76,6 +77,47 @@ def test_the_budget_guard_stops_before_the_limit_and_the_run_resumes(
         * 1e-3
         - guard.spent
     )
+
+
+def test_a_rerun_with_the_same_cap_spends_at_most_what_the_ledger_leaves(
+    fault_server: FaultServer, tmp_path: Path
+):
+    config = expensive_config(fault_server)
+    config.generate.batch_size = 3
+    path = tmp_path / "spend.jsonl"
+    first = BudgetGuard(0.2, SpendLedger(path))
+    with pytest.raises(BudgetExceededError):
+        generate(config, tmp_path, RECORDS, budget=first)
+    assert SpendLedger(path).before == {"generate": pytest.approx(first.spent)}
+
+    again = BudgetGuard(0.2, SpendLedger(path))
+    assert again.spent_before == pytest.approx(first.spent)
+    with pytest.raises(BudgetExceededError, match=r"of it by earlier runs"):
+        generate(config, tmp_path, RECORDS, budget=again)
+    assert first.spent + again.spent <= 0.2
+    assert SpendLedger(path).total_before() == pytest.approx(first.spent + again.spent)
+
+    done = BudgetGuard(10.0, SpendLedger(path))
+    _, records = generate(config, tmp_path, RECORDS, budget=done)
+    assert set(fault_server.answered.values()) == {1}, "a paid call was sent again"
+    usages = [record["responses"][0]["usage"] for record in records]
+    paid = sum(u["prompt_tokens"] + u["completion_tokens"] for u in usages) * 1e-3
+    assert SpendLedger(path).total_before() == pytest.approx(paid)
+    assert done.as_dict()["by_stage"]["generate"] == {
+        "before_usd": pytest.approx(first.spent + again.spent, abs=1e-6),
+        "now_usd": pytest.approx(paid - first.spent - again.spent, abs=1e-6),
+    }
+
+
+def test_without_a_cap_the_ledger_still_records_what_was_spent(
+    fault_server: FaultServer, tmp_path: Path
+):
+    config = expensive_config(fault_server)
+    meter = BudgetGuard(None, SpendLedger(tmp_path / "spend.jsonl"))
+    result, _ = generate(config, tmp_path, 3, budget=meter)
+    assert meter.left() is None
+    spent = SpendLedger(tmp_path / "spend.jsonl").before["generate"]
+    assert spent == pytest.approx(result.stats["teacher"]["cost_usd"]) and spent > 0
 
 
 def test_the_budget_guard_holds_in_batch_mode(fault_server: FaultServer, tmp_path: Path):

@@ -25,7 +25,7 @@ from distillpipe.config import load_config
 from distillpipe.dispatch import Dispatcher
 from distillpipe.errors import ConfigError, ServerError
 from distillpipe.io import read_records, write_jsonl
-from distillpipe.teachers.base import Request, SamplingParams
+from distillpipe.teachers.base import Request, SamplingParams, TeacherContext
 from distillpipe.teachers.openai import OpenAIOptions, OpenAITeacher
 from distillpipe.teachers.server import LaunchOptions
 
@@ -45,7 +45,7 @@ def llama_server_command(model_path: Path | str, *, logprobs: bool = False) -> l
 
 
 def launching_teacher(tmp_path: Path, command: list[str], **options) -> OpenAITeacher:
-    teacher = OpenAITeacher(
+    return OpenAITeacher(
         OpenAIOptions(
             model="gemma",
             mode="chat",
@@ -53,10 +53,9 @@ def launching_teacher(tmp_path: Path, command: list[str], **options) -> OpenAITe
             max_retries=0,
             launch=LaunchOptions(command=command, startup_timeout=120),
             **options,
-        )
+        ),
+        TeacherContext(log_dir=tmp_path / "run"),
     )
-    teacher.log_dir = tmp_path / "run"
-    return teacher
 
 
 def ask(teacher: OpenAITeacher, questions: list[str]) -> list[str]:
