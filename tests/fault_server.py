@@ -1,7 +1,8 @@
 """A loopback server speaking the OpenAI and Anthropic wire formats, with faults on demand.
 
 Endpoints: OpenAI ``/v1/chat/completions``, ``/v1/completions``, ``/v1/files``,
-``/v1/files/{id}/content``, ``/v1/batches``; Anthropic ``/v1/messages`` and
+``/v1/files/{id}/content``, ``/v1/batches``, ``/v1/models`` (404 unless ``models``
+is set: the entries it lists); Anthropic ``/v1/messages`` and
 ``/v1/messages/batches`` (+ ``/results``). Answers are deterministic echoes of
 the last user message, with usage counts.
 
@@ -50,6 +51,7 @@ class FaultServer:
         self.batch_items_seen: Counter[str] = Counter()
         self.rate_limit_headers: dict[str, str] = {}
         self.received: list[dict[str, Any]] = []  # bodies answered by /v1/messages
+        self.models: list[dict[str, Any]] | None = None  # what /v1/models lists
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -72,6 +74,7 @@ class FaultServer:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=512 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
+        app.router.add_get("/v1/models", self.list_models)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_post("/v1/files", self.upload_file)
@@ -146,6 +149,11 @@ class FaultServer:
         self.answered[hashlib.sha256(raw).hexdigest()] += 1
 
     # -- synchronous endpoints ----------------------------------------------
+
+    async def list_models(self, request: web.Request) -> web.StreamResponse:
+        if self.models is None:
+            return web.Response(status=404)
+        return _json({"object": "list", "data": self.models})
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

@@ -59,6 +59,13 @@ class ApiOptions(TeacherOptions):
     poll_interval: float = Field(30.0, gt=0, description="batch mode: seconds between polls")
 
 
+def given_key(options: ApiOptions) -> str | None:
+    """The API key the config or its environment variable gives, if any."""
+    if options.api_key is not None:
+        return options.api_key.get_secret_value()
+    return os.environ.get(options.api_key_env) or None
+
+
 def is_local(base_url: str) -> bool:
     host = urlparse(base_url).hostname or ""
     return host in _LOCAL_HOSTS or host.startswith("127.")
@@ -83,11 +90,14 @@ class ApiTeacher(Teacher):
         self._wait = wait_retry_after_or_backoff(options.retry_backoff, offset=1)
         self._fatal: FatalTeacherError | None = None
 
+    @classmethod
+    def identify(cls, options: ApiOptions) -> dict[str, Any]:  # type: ignore[override]
+        """The model's name at this endpoint: the same name elsewhere is another model."""
+        return {**super().identify(options), "endpoint": options.base_url.rstrip("/")}
+
     def _find_key(self) -> str | None:
-        if self.options.api_key is not None:
-            return self.options.api_key.get_secret_value()
-        key = os.environ.get(self.options.api_key_env)
-        if key:
+        key = given_key(self.options)
+        if key is not None:
             return key
         if is_local(self.options.base_url):
             return None

@@ -3,18 +3,22 @@
 Chat completions (``mode: chat``), raw completions (``mode: completion``) or
 the OpenAI Batch API (``mode: batch``, chat requests at half price). The hot
 path, limits and retries are shared with every API teacher (``api.py``).
+Cache keys hold the endpoint and, for a server on this machine, the model it
+reports serving (``served.py``): ``model`` may be a mere label there.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from distillpipe.errors import MissingApiKeyError
-from distillpipe.teachers.api import ApiOptions, ApiTeacher, is_local
+from distillpipe.teachers.api import ApiOptions, ApiTeacher, given_key, is_local
 from distillpipe.teachers.base import Call, Completion, compact_logprobs
+from distillpipe.teachers.served import launch_recipe, models_listing, served_model
 from distillpipe.teachers.server import LaunchOptions, ManagedServer
 
 __all__ = ["OpenAIOptions", "OpenAITeacher", "is_local"]
@@ -47,6 +51,28 @@ class OpenAITeacher(ApiTeacher):
         self._server: ManagedServer | None = None
         self._base_url = options.base_url
         super().__init__(options)
+
+    @classmethod
+    def identify(cls, options: OpenAIOptions) -> dict[str, Any]:  # type: ignore[override]
+        """The endpoint and the model a local server reports serving. With ``launch``:
+        the server that answers at ``base_url`` (or ``launch.port``) if one does, as it
+        is reused; else the launch recipe, known without starting it."""
+        identity = super().identify(options)
+        headers = {**options.headers}
+        if key := given_key(options):
+            headers["Authorization"] = f"Bearer {key}"
+        if options.launch is None:
+            url: str | None = options.base_url
+            listing = models_listing(options.base_url, headers) if is_local(url) else None
+        else:
+            url = managed_server(options, log_dir=None).reusable_url()
+            listing = models_listing(url, headers) if url is not None else None
+            if listing is None:
+                del identity["endpoint"]
+                return {**identity, "launch": launch_recipe(options.launch, options.model)}
+            identity["endpoint"] = url
+        served = served_model(listing, options.model, local=is_local(url)) if listing else None
+        return {**identity, "serves": served} if served else identity
 
     def _find_key(self) -> str | None:
         try:
@@ -122,18 +148,23 @@ class OpenAITeacher(ApiTeacher):
 
     def managed_server(self) -> ManagedServer:
         """The server ``launch`` asks for; started on first use (not for cached runs)."""
-        assert self.options.launch is not None
         if self._server is None:
-            given = "base_url" in self.options.model_fields_set
-            self._server = ManagedServer(
-                self.options.launch,
-                model=self.options.model,
-                base_url=self.options.base_url if given else None,
-                log_dir=self.log_dir,
-            )
+            self._server = managed_server(self.options, log_dir=self.log_dir)
         return self._server
 
     async def aclose(self) -> None:
         await super().aclose()
         if self._server is not None:
             self._server.stop()
+
+
+def managed_server(options: OpenAIOptions, *, log_dir: Path | None) -> ManagedServer:
+    """The (not yet started) server ``options.launch`` describes."""
+    assert options.launch is not None
+    given = "base_url" in options.model_fields_set
+    return ManagedServer(
+        options.launch,
+        model=options.model,
+        base_url=options.base_url if given else None,
+        log_dir=log_dir,
+    )

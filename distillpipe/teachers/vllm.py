@@ -145,6 +145,12 @@ class VllmTeacher(Teacher):
         self._llm: Any = None
         self._sampling_params_type: Any = None
 
+    @classmethod
+    def identify(cls, options: VllmOptions) -> dict[str, Any]:  # type: ignore[override]
+        """The model id or folder, and its revision when one is pinned."""
+        revision = options.engine_args.get("revision")
+        return {**super().identify(options), **({"revision": revision} if revision else {})}
+
     def load(self) -> Any:
         """The ``vllm.LLM`` engine, built on first use."""
         if self._llm is None:
