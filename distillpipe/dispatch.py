@@ -3,9 +3,10 @@
 Every stage that talks to a teacher goes through a :class:`Dispatcher`:
 
 - each request becomes one :class:`Call` per sample whose cache key is the
-  hash of (model, messages or prompt, sampling parameters, config seed,
-  sample index), and whose sampling seed is drawn from that key — so a rerun
-  issues byte-identical requests;
+  hash of (the teacher's identity, messages or prompt, sampling parameters,
+  config seed, sample index), and whose sampling seed is drawn from that key —
+  so a rerun issues byte-identical requests, and another model (another GGUF
+  file, another model behind the same endpoint) never answers from the cache;
 - calls the cache answers are replayed; the rest go to the teacher, and each
   completion is committed to the cache the moment it arrives;
 - :meth:`Dispatcher.map_ordered` streams items through with a bounded
@@ -16,11 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
-from distillpipe.cache import ResponseCache
+from distillpipe.cache import KEY_VERSION, ResponseCache
 from distillpipe.records import content_hash
 from distillpipe.teachers.base import Call, Completion, Request, Teacher
 
@@ -46,21 +47,21 @@ class DispatchStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def call_key(model: str, request: Request, config_seed: int, sample: int) -> str:
-    return content_hash(
-        {
-            "model": model,
-            **request.payload(),
-            "params": request.params.as_dict(),
-            "seed": config_seed,
-            "sample": sample,
-        }
-    )
+def call_key(identity: Mapping[str, Any], request: Request, config_seed: int, sample: int) -> str:
+    """``v2:sha256:<hex>``; ``identity`` is the teacher's (``Teacher.identity``)."""
+    payload = {
+        "teacher": identity,
+        **request.payload(),
+        "params": request.params.as_dict(),
+        "seed": config_seed,
+        "sample": sample,
+    }
+    return f"{KEY_VERSION}:{content_hash(payload)}"
 
 
 def seed_from_key(key: str) -> int:
-    """A 31-bit sampling seed drawn from the call's key (hex digest after 'sha256:')."""
-    return int(key[7:15], 16) & 0x7FFFFFFF
+    """A 31-bit sampling seed drawn from the call's key (its hex digest)."""
+    return int(key.rpartition(":")[2][:8], 16) & 0x7FFFFFFF
 
 
 @dataclass
@@ -75,7 +76,7 @@ class Dispatcher:
     def calls_for(self, request: Request) -> list[Call]:
         calls = []
         for sample in range(request.n):
-            key = call_key(self.teacher.model, request, self.config_seed, sample)
+            key = call_key(self.teacher.identity, request, self.config_seed, sample)
             calls.append(Call(request, sample, key, seed_from_key(key)))
         return calls
 

@@ -16,6 +16,7 @@ from distillpipe.errors import ConfigError
 from distillpipe.io import read_records
 from distillpipe.stages.generate import RequestBuilder
 from distillpipe.teachers.api import is_local
+from distillpipe.teachers.base import teacher_identity
 from distillpipe.teachers.cost import FREE, Price, find_price, prompt_tokens
 
 
@@ -38,6 +39,7 @@ def estimate(
     n, max_tokens = resolved.generate.n, resolved.generate.max_tokens
     records = requests = tokens = cached = 0
     cache = ResponseCache(resolved.cache.path) if resolved.cache.enabled else None
+    identity = teacher_identity(teacher) if cache is not None else {}
     try:
         for record in read_records(path):
             request = build(record)
@@ -45,7 +47,7 @@ def estimate(
             requests += n
             tokens += n * prompt_tokens(request, teacher.model, teacher.backend)
             if cache is not None:
-                keys = [call_key(teacher.model, request, resolved.seed, s) for s in range(n)]
+                keys = [call_key(identity, request, resolved.seed, s) for s in range(n)]
                 cached += len(cache.get_many(keys))
     finally:
         if cache is not None:

@@ -146,6 +146,21 @@ def test_estimate_counts_requests_and_tokens_without_calling_the_api(
     assert 2 * RECORDS * 10 < tokens < 2 * RECORDS * 40
 
 
+def test_estimate_counts_as_cached_what_generate_cached_and_nothing_for_another_model(
+    fault_server: FaultServer, tmp_path: Path, cli_env: dict[str, str]
+):
+    config = write_cli_config(tmp_path, fault_server)
+    fault_server.models = [{"id": "gpt-4o-mini", "root": "/models/one"}]
+    done = cli("generate", "-c", str(config), "-i", str(tmp_path / "in.jsonl"),
+               "-o", str(tmp_path / "out.jsonl"), env=cli_env)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    run = cli("estimate", str(config), env=cli_env)
+    assert f"requests        {2 * RECORDS} ({2 * RECORDS} already cached" in run.stdout.decode()
+    fault_server.models = [{"id": "gpt-4o-mini", "root": "/models/two"}]  # the server changed
+    run = cli("estimate", str(config), env=cli_env)
+    assert f"requests        {2 * RECORDS} (0 already cached" in run.stdout.decode()
+
+
 def test_estimate_says_anthropic_counts_are_approximate(
     fault_server: FaultServer, tmp_path: Path, cli_env: dict[str, str]
 ):
