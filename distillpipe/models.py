@@ -62,7 +62,7 @@ def file_fingerprint(path: str | Path) -> str:
     the process by path, inode, size and mtime, so a file replaced or rewritten is
     read again."""
     stat = os.stat(path)
-    memo = (str(Path(path).resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    memo = (os.fspath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
     if memo not in _fingerprints:
         _fingerprints[memo] = _fingerprint(Path(path), stat.st_size)
     return _fingerprints[memo]

@@ -61,16 +61,16 @@ class OpenAITeacher(ApiTeacher):
         headers = {**options.headers}
         if key := given_key(options):
             headers["Authorization"] = f"Bearer {key}"
-        if options.launch is None:
-            url: str | None = options.base_url
-            listing = models_listing(options.base_url, headers) if is_local(url) else None
-        else:
+        if options.launch is not None:
             url = managed_server(options, log_dir=None).reusable_url()
             listing = models_listing(url, headers) if url is not None else None
-            if listing is None:
+            if listing is None:  # the server would be started: known by its recipe
                 del identity["endpoint"]
                 return {**identity, "launch": launch_recipe(options.launch, options.model)}
-            identity["endpoint"] = url
+            identity["endpoint"] = url  # the one answering is reused
+        else:  # a remote API is not asked: its names name models
+            url = options.base_url
+            listing = models_listing(url, headers) if is_local(url) else None
         served = served_model(listing, options.model, local=is_local(url)) if listing else None
         return {**identity, "serves": served} if served else identity
 
