@@ -1,7 +1,11 @@
 """The SQLite response cache (WAL): one row per teacher sample.
 
-The key is the sha256 of the canonical JSON of (model, messages or prompt,
-sampling parameters, config seed, sample index) — see ``dispatch.call_key``.
+The key is ``v2:`` and the sha256 of the canonical JSON of (the teacher's
+identity, messages or prompt, sampling parameters, config seed, sample index)
+— see ``dispatch.call_key``. Rows from before ``v2`` (keys ``sha256:…``, which
+held only the model's name) stay readable but no key matches them again: the
+name alone cannot say which model wrote them. ``stats`` counts them and
+``clear(legacy=True)`` removes them.
 ``put`` hands a completion to a writer thread and returns: the thread commits
 whatever has gathered since its previous commit in one transaction — one
 completion at a time from a slow teacher; from a fast API, what arrived in the
@@ -9,7 +13,8 @@ completion at a time from a slow teacher; from a fast API, what arrived in the
 loop never waits on SQLite (a commit costs ~1 ms; on the loop, 50 of them a
 second took ~9 % of an API teacher's throughput). Until its commit, a
 completion is answered from memory. API keys never enter the cache: nothing
-but the model's name, the request content and the completion is stored.
+but the model's name and identity, the request content and the completion is
+stored (the identity only as part of the hashed key).
 
 Schema changes are numbered migration functions applied in order and recorded
 in ``_migrations``.
@@ -33,6 +38,7 @@ from platformdirs import user_cache_dir
 from distillpipe.errors import CacheError
 from distillpipe.teachers.base import Completion
 
+KEY_VERSION = "v2"
 _LOOKUP_CHUNK = 500
 GATHER_SECONDS = 0.01
 
@@ -85,8 +91,11 @@ class CacheStats:
     entries: int
     bytes: int
     by_model: dict[str, int]
+    legacy: int = 0
+    """Rows keyed before ``KEY_VERSION``: never matched again."""
 
 
+_LEGACY = f"key NOT LIKE '{KEY_VERSION}:%'"
 _INSERT = "INSERT OR REPLACE INTO completions (key, model, value, created_at) VALUES (?,?,?,?)"
 _STOP = None
 
@@ -215,14 +224,20 @@ class ResponseCache:
             self._db.execute("SELECT model, COUNT(*) FROM completions GROUP BY model ORDER BY 1")
         )
         size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
-        return CacheStats(str(self.path), sum(by_model.values()), size, by_model)
+        (legacy,) = self._db.execute(f"SELECT COUNT(*) FROM completions WHERE {_LEGACY}").fetchone()
+        return CacheStats(str(self.path), sum(by_model.values()), size, by_model, legacy)
 
-    def clear(self, model: str | None = None) -> int:
+    def clear(self, model: str | None = None, *, legacy: bool = False) -> int:
+        """Delete every row, or one model's, or (``legacy``) those keyed before v2."""
         self.flush()
-        if model is None:
-            removed = self._db.execute("DELETE FROM completions").rowcount
-        else:
-            removed = self._db.execute("DELETE FROM completions WHERE model = ?", (model,)).rowcount
+        where, args = [], []
+        if model is not None:
+            where.append("model = ?")
+            args.append(model)
+        if legacy:
+            where.append(_LEGACY)
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
+        removed = self._db.execute(f"DELETE FROM completions{condition}", args).rowcount
         self._db.execute("VACUUM")
         return removed
 

@@ -3,12 +3,13 @@
 Every stage that talks to a teacher goes through a :class:`Dispatcher`:
 
 - each request becomes one :class:`Call` per sample whose cache key is the
-  hash of (model, messages or prompt, sampling parameters, config seed,
-  sample index), and whose sampling seed is drawn from that key — so a rerun
-  issues byte-identical requests. The sampling parameters are those the
-  teacher sends: one its model is never sent (a reasoning model's
-  temperature) is left out, an option that changes the answer
-  (``reasoning_effort``, a thinking budget) is in;
+  hash of (the teacher's identity, messages or prompt, sampling parameters,
+  config seed, sample index), and whose sampling seed is drawn from that key —
+  so a rerun issues byte-identical requests, and another model (another GGUF
+  file, another model behind the same endpoint) never answers from the cache.
+  The sampling parameters are those the teacher sends: one its model is never
+  sent (a reasoning model's temperature) is left out, an option that changes
+  the answer (``reasoning_effort``, a thinking budget) is in;
 - calls the cache answers are replayed; the rest go to the teacher, and each
   completion is committed to the cache the moment it arrives;
 - identical calls (two records with the same instruction share an id, so
@@ -23,11 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
-from distillpipe.cache import ResponseCache
+from distillpipe.cache import KEY_VERSION, ResponseCache
 from distillpipe.records import content_hash
 from distillpipe.teachers.base import Call, Completion, Request, Teacher
 
@@ -56,28 +57,28 @@ class DispatchStats:
 
 
 def call_key(
-    model: str,
+    identity: Mapping[str, Any],
     request: Request,
     config_seed: int,
     sample: int,
     params: dict[str, Any] | None = None,
 ) -> str:
-    """``params``: the sampling parameters as the teacher sends them
-    (``TeacherOptions.request_params``); the request's own when not given."""
-    return content_hash(
-        {
-            "model": model,
-            **request.payload(),
-            "params": request.params.as_dict() if params is None else params,
-            "seed": config_seed,
-            "sample": sample,
-        }
-    )
+    """``v2:sha256:<hex>``; ``identity`` is the teacher's (``Teacher.identity``), ``params``
+    the sampling parameters as it sends them (``TeacherOptions.request_params``; the
+    request's own when not given)."""
+    payload = {
+        "teacher": identity,
+        **request.payload(),
+        "params": request.params.as_dict() if params is None else params,
+        "seed": config_seed,
+        "sample": sample,
+    }
+    return f"{KEY_VERSION}:{content_hash(payload)}"
 
 
 def seed_from_key(key: str) -> int:
-    """A 31-bit sampling seed drawn from the call's key (hex digest after 'sha256:')."""
-    return int(key[7:15], 16) & 0x7FFFFFFF
+    """A 31-bit sampling seed drawn from the call's key (its hex digest)."""
+    return int(key.rpartition(":")[2][:8], 16) & 0x7FFFFFFF
 
 
 @dataclass
@@ -97,7 +98,7 @@ class Dispatcher:
         calls = []
         params = self.teacher.options.request_params(request.params)
         for sample in range(request.n):
-            key = call_key(self.teacher.model, request, self.config_seed, sample, params)
+            key = call_key(self.teacher.identity, request, self.config_seed, sample, params)
             calls.append(Call(request, sample, key, seed_from_key(key)))
         return calls
 

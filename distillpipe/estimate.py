@@ -52,8 +52,9 @@ from distillpipe.inputs import input_hash, stage_records
 from distillpipe.io import JsonlWriter
 from distillpipe.records import new_record
 from distillpipe.runner import Manifest, enabled_stages
+from distillpipe.runner import stage_hash as runner_stage_hash
 from distillpipe.stages.base import Record, Stage, StageContext, build_teacher
-from distillpipe.teachers.base import Request, Teacher
+from distillpipe.teachers.base import Request, Teacher, teacher_identity
 from distillpipe.teachers.cost import (
     Price,
     encoding,
@@ -238,7 +239,7 @@ def stage_input_hash(stage: Stage, path: Path, config: Config) -> str:
 
 
 def stage_hash(config: Config, stage: Stage) -> str:
-    return config.fingerprint(*stage.config_sections)
+    return runner_stage_hash(config, stage, lambda: teacher_identity(config.teacher))
 
 
 def _replay(

@@ -2,19 +2,22 @@
 
 A run directory (``runs/<name>/``) holds each stage's output, its rejected
 records and ``manifest.json``, which records every finished stage with the
-hashes of its input and of the config sections it reads. ``distillpipe run``
-skips a finished stage whose hashes still match and re-runs one whose input
-or config changed; an interrupted stage resumes from the response cache.
+hashes of its input and of the config sections it reads (with the identity of
+the teacher's model, for a stage that reads the teacher's section).
+``distillpipe run`` skips a finished stage whose hashes still match and re-runs
+one whose input, config or model changed; an interrupted stage resumes from
+the response cache.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import inspect
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +28,10 @@ from distillpipe.config import Config
 from distillpipe.inputs import input_hash, stage_records
 from distillpipe.io import STDIO, JsonlWriter, atomic_write_bytes, file_hash
 from distillpipe.progress import Mode, StageProgress
+from distillpipe.records import content_hash
 from distillpipe.stages import STAGES
 from distillpipe.stages.base import Record, Stage, StageContext, expected_counts
+from distillpipe.teachers.base import teacher_identity
 from distillpipe.teachers.cost import BudgetGuard
 from distillpipe.temps import remove_abandoned_temps
 
@@ -184,6 +189,15 @@ def spend_ledger_for(output_path: str | Path) -> Path | None:
     return output.parent / f".{output.name}.{SPEND_LEDGER}"
 
 
+def stage_hash(config: Config, stage: Stage, identity: Callable[[], dict[str, Any]]) -> str:
+    """The hash of the config sections ``stage`` reads and, when they hold the teacher's,
+    of the teacher's ``identity()``: another model behind the same config redoes it."""
+    sections = config.fingerprint(*stage.config_sections)
+    if "teacher" not in stage.config_sections:
+        return sections
+    return content_hash({"config": sections, "teacher": identity()})
+
+
 def enabled_stages(config: Config) -> list[Stage]:
     """The stages a config runs, in pipeline order: generate, and those whose section it sets."""
     chosen = []
@@ -260,11 +274,12 @@ def run_pipeline(
     forced = False
     results: list[tuple[StageResult, bool]] = []
     current = input_path
+    identity = functools.cache(lambda: teacher_identity(config.teacher))
     for stage in stages:
         forced = forced or stage.name == from_stage
         output = run_dir / f"{stage.name}.jsonl"
         hashed_input = input_hash(stage, current, config)
-        config_hash = config.fingerprint(*stage.config_sections)
+        config_hash = stage_hash(config, stage, identity)
         if not forced and manifest.finished(stage.name, hashed_input, config_hash, output):
             previous = manifest.data["stages"][stage.name]
             result = StageResult(stage.name, previous["records_in"], previous["records_out"])

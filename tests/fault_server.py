@@ -1,7 +1,8 @@
 """A loopback server speaking the OpenAI and Anthropic wire formats, with faults on demand.
 
 Endpoints: OpenAI ``/v1/chat/completions``, ``/v1/completions``, ``/v1/files``,
-``/v1/files/{id}/content``, ``/v1/batches`` (create, retrieve, list); Anthropic
+``/v1/files/{id}/content``, ``/v1/batches`` (create, retrieve, list),
+``/v1/models`` (404 unless ``models`` is set: the entries it lists); Anthropic
 ``/v1/messages`` and ``/v1/messages/batches`` (create, retrieve, list,
 ``/results``). Answers are deterministic echoes of the last user message, with
 usage counts. Batch lists are newest first, in pages of at most
@@ -92,6 +93,7 @@ class FaultServer:
         self.received: list[dict[str, Any]] = []  # bodies answered by the chat endpoints
         self.rejected: list[dict[str, Any]] = []  # bodies answered 400 by check_bodies
         self.answer: Callable[[dict[str, Any]], str | None] | None = None  # chat replies
+        self.models: list[dict[str, Any]] | None = None  # what /v1/models lists
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -128,8 +130,8 @@ class FaultServer:
     def app(self) -> web.Application:
         middlewares = [self._auth] if self.api_key else []
         app = web.Application(client_max_size=512 * 1024 * 1024, middlewares=middlewares)
-        app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
+        app.router.add_get("/v1/models", self.list_models)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_post("/v1/files", self.upload_file)
@@ -223,8 +225,10 @@ class FaultServer:
         self.rejected.append(body)
         return _error(400, why, "invalid_request_error")
 
-    async def models(self, request: web.Request) -> web.Response:
-        return _json({"object": "list", "data": [{"id": "fault-server", "object": "model"}]})
+    async def list_models(self, request: web.Request) -> web.StreamResponse:
+        if self.models is None:
+            return web.Response(status=404)
+        return _json({"object": "list", "data": self.models})
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -703,6 +707,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"fault server args: {vars(args)}", flush=True)
     server = FaultServer(port=args.port, latency=args.latency, api_key=args.api_key)
+    server.models = [{"id": "fault-server", "object": "model"}]  # so it can be a managed server
     try:
         import uvloop
 

@@ -94,6 +94,17 @@ def test_stats_and_clear_by_model(tmp_path: Path):
         assert cache.stats().entries == 0
 
 
+def test_rows_keyed_before_v2_are_counted_and_cleared_apart(tmp_path: Path):
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        cache.put("sha256:" + "0" * 64, completion("old", model="small"))  # a v1 key
+        cache.put("v2:sha256:" + "1" * 64, completion("new", model="small"))
+        assert cache.stats().legacy == 1
+        assert cache.clear(legacy=True) == 1
+        assert list(cache.get_many(["v2:sha256:" + "1" * 64])) == ["v2:sha256:" + "1" * 64]
+        stats = cache.stats()
+        assert (stats.entries, stats.legacy) == (1, 0)
+
+
 def test_the_default_location_follows_the_environment(private_cache_dir: Path):
     with ResponseCache() as cache:
         assert cache.path == private_cache_dir / "cache.sqlite"

@@ -5,7 +5,7 @@ import pytest
 from fault_server import FaultServer
 
 from distillpipe.cache import ResponseCache
-from distillpipe.dispatch import Dispatcher, call_key
+from distillpipe.dispatch import Dispatcher, call_key, seed_from_key
 from distillpipe.errors import FatalTeacherError
 from distillpipe.teachers.base import Request, SamplingParams
 from distillpipe.teachers.llamacpp import LlamaCppOptions, LlamaCppTeacher
@@ -29,17 +29,45 @@ def answered(server: FaultServer) -> int:
     return sum(server.answered.values())
 
 
+M = {"backend": "llamacpp", "model": "m", "gguf": "sha256:aa"}
+
+
 def test_keys_depend_on_model_content_params_seed_and_sample():
     request = prompt_request("What is 2 + 2?")
-    base = call_key("m", request, 0, 0)
-    assert base == call_key("m", prompt_request("What is 2 + 2?"), 0, 0)
-    assert base != call_key("other-model", request, 0, 0)
-    assert base != call_key("m", prompt_request("What is 3 + 3?"), 0, 0)
-    assert base != call_key("m", request, 1, 0)
-    assert base != call_key("m", request, 0, 1)
+    base = call_key(M, request, 0, 0)
+    assert base == call_key(M, prompt_request("What is 2 + 2?"), 0, 0)
+    assert base != call_key({**M, "model": "other-model"}, request, 0, 0)
+    assert base != call_key(M, prompt_request("What is 3 + 3?"), 0, 0)
+    assert base != call_key(M, request, 1, 0)
+    assert base != call_key(M, request, 0, 1)
     hotter = Request(id="x", params=SamplingParams(temperature=1.0, max_tokens=6),
                      prompt=request.prompt)  # fmt: skip
-    assert base != call_key("m", hotter, 0, 0)
+    assert base != call_key(M, hotter, 0, 0)
+
+
+def test_a_key_names_its_format_version_and_the_seed_comes_from_its_digest():
+    key = call_key(M, prompt_request("What is 2 + 2?"), 0, 0)
+    version, algorithm, digest = key.split(":")
+    assert (version, algorithm, len(digest)) == ("v2", "sha256", 64)
+    assert seed_from_key(key) == int(digest[:8], 16) & 0x7FFFFFFF
+
+
+def test_one_model_name_on_two_files_gets_two_keys_and_a_renamed_copy_the_same(tmp_path: Path):
+    """The key holds the GGUF's content, not the declared ``model`` (no model loads here)."""
+    first, second = tmp_path / "first.gguf", tmp_path / "second.gguf"
+    first.write_bytes(b"GGUF-like weights, one")
+    second.write_bytes(b"GGUF-like weights, two")
+    renamed = tmp_path / "moved" / "renamed.gguf"
+    renamed.parent.mkdir()
+    renamed.write_bytes(first.read_bytes())
+
+    def keys(path: Path) -> list[str]:
+        teacher = LlamaCppTeacher(LlamaCppOptions(model="same-name", model_path=str(path)))
+        calls = Dispatcher(teacher, None, config_seed=1).calls_for(prompt_request("x", n=2))
+        return [call.key for call in calls]
+
+    assert keys(first) != keys(second)
+    assert keys(renamed) == keys(first)
 
 
 def test_a_second_resolve_is_answered_by_the_cache_alone(tmp_path: Path):

@@ -1,9 +1,11 @@
 """run_stage: one stage from a file into a file, atomically, with the collector kept off
-the objects that exist before it streams."""
+the objects that exist before it streams; run_pipeline: which finished stages it skips."""
 
 from __future__ import annotations
 
 import gc
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -14,7 +16,7 @@ from support import small_llamacpp_config, write_config
 
 from distillpipe.config import load_config
 from distillpipe.io import read_jsonl, write_jsonl
-from distillpipe.runner import run_stage
+from distillpipe.runner import run_pipeline, run_stage
 from distillpipe.stages.base import Record, StageContext
 
 
@@ -93,3 +95,48 @@ def test_a_run_killed_mid_stage_leaves_a_temporary_that_the_next_run_removes(tmp
     assert not left.exists()
     assert sorted(path.name for path in run_dir.glob(".*")) == [users_file.name]
     assert len(list(read_jsonl(run_dir / "generate.jsonl"))) == 3
+
+
+def another_model(gguf: Path, target: Path) -> Path:
+    """A copy of ``gguf`` whose ``general.name`` reads differently: another file that
+    llama.cpp loads all the same."""
+    shutil.copyfile(gguf, target)
+    with target.open("r+b") as stream:
+        head = stream.read(4096)
+        key = head.index(b"general.name")
+        value = key + len(b"general.name") + 4 + 8  # the type, then the string's length
+        stream.seek(value)
+        stream.write(b"X" if head[value : value + 1] != b"X" else b"Y")
+    return target
+
+
+@pytest.mark.slow
+def test_another_gguf_under_the_same_name_is_asked_again_and_a_renamed_copy_is_not(
+    tmp_path: Path, gguf_path: Path
+):
+    teacher_file = tmp_path / "teacher.gguf"
+    shutil.copyfile(gguf_path, teacher_file)
+    write_jsonl(tmp_path / "in.jsonl", [{"instruction": "Name a colour."},
+                                        {"instruction": "Name a fruit."}])  # fmt: skip
+
+    def run(model_path: Path) -> tuple[bool, dict, list]:
+        data = small_llamacpp_config(max_tokens=4)
+        data["teacher"]["model_path"] = str(model_path)  # the model name stays the default
+        config = load_config(write_config(tmp_path / "config.yaml", data))
+        [(result, skipped)] = run_pipeline(config, tmp_path / "run", tmp_path / "in.jsonl")
+        outputs = list(read_jsonl(tmp_path / "run" / "generate.jsonl"))
+        return skipped, result.stats.get("teacher", {}), outputs
+
+    skipped, teacher, first = run(teacher_file)
+    assert not skipped and teacher["teacher_calls"] == 2
+    assert run(teacher_file)[0], "an unchanged rerun skips the stage"
+
+    os.replace(another_model(gguf_path, tmp_path / "other.gguf"), teacher_file)
+    skipped, teacher, _ = run(teacher_file)  # the same config, another file at the same path
+    assert not skipped, "the stage was not redone for another model"
+    assert (teacher["teacher_calls"], teacher["cache_hits"]) == (2, 0)
+
+    renamed = shutil.copyfile(gguf_path, tmp_path / "renamed.gguf")
+    skipped, teacher, outputs = run(renamed)
+    assert (teacher["teacher_calls"], teacher["cache_hits"]) == (0, 2)
+    assert outputs == first

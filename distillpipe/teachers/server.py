@@ -197,6 +197,12 @@ class ManagedServer:
         host, port = self.launch.host, self.launch.port
         return host, port, f"http://{host}:{port}/v1"
 
+    def reusable_url(self) -> str | None:
+        """Where an answering server would be reused, not started: ``base_url`` or
+        ``launch.port``'s URL; None when a free port is picked, so none is reused."""
+        _, port, url = self._candidate()
+        return url if port is not None else None
+
     async def start(self) -> str:
         """The base URL of a server that answers: reused, or started and waited for."""
         if self._lock is None:

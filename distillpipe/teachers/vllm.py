@@ -200,6 +200,12 @@ class VllmTeacher(Teacher):
         self._tokenizer: Any = None
         self._engine_loop: EngineLoop | None = None
 
+    @classmethod
+    def identify(cls, options: VllmOptions) -> dict[str, Any]:  # type: ignore[override]
+        """The model id or folder, and its revision when one is pinned."""
+        revision = options.engine_args.get("revision")
+        return {**super().identify(options), **({"revision": revision} if revision else {})}
+
     def load(self) -> Any:
         """The ``vllm.LLM``, built on first use, on the calling thread (see vllm_engine.py)."""
         if self._llm is None:

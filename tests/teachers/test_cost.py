@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -172,3 +173,23 @@ def test_max_cost_on_the_command_line_is_one_line_and_exit_1(
                "-o", str(tmp_path / "out.jsonl"), env=cli_env)  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()
     assert "$" in done.stderr.decode()  # the summary's cost column
+
+
+def test_estimate_counts_as_cached_what_generate_cached_and_nothing_for_another_model(
+    fault_server: FaultServer, tmp_path: Path, cli_env: dict[str, str]
+):
+    config = write_cli_config(tmp_path, fault_server)
+    fault_server.models = [{"id": "gpt-4o-mini", "root": "/models/one"}]
+    done = cli("generate", "-c", str(config), "-i", str(tmp_path / "in.jsonl"),
+               "-o", str(tmp_path / "out.jsonl"), env=cli_env)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+
+    def cached() -> int:
+        run = cli("estimate", str(config), "--json", env=cli_env)
+        assert run.returncode == 0, run.stderr.decode()
+        (stage,) = [s for s in json.loads(run.stdout)["stages"] if s["stage"] == "generate"]
+        return stage["calls_cached"]
+
+    assert cached() == 2 * RECORDS
+    fault_server.models = [{"id": "gpt-4o-mini", "root": "/models/two"}]  # the server changed
+    assert cached() == 0

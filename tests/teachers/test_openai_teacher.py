@@ -9,9 +9,11 @@ import pytest
 from api_runs import api_config, generate
 from fault_server import REASONING_TOKENS, FaultServer
 
+from distillpipe.cache import ResponseCache
 from distillpipe.config import load_config
 from distillpipe.dispatch import Dispatcher, call_key
 from distillpipe.errors import ConfigError, FatalTeacherError, MissingApiKeyError
+from distillpipe.models import file_fingerprint
 from distillpipe.teachers.base import Request, SamplingParams
 from distillpipe.teachers.cost import find_price
 from distillpipe.teachers.openai import OpenAIOptions, OpenAITeacher
@@ -239,3 +241,75 @@ def test_the_cache_key_holds_what_is_sent(fault_server: FaultServer):
     assert key("o3", cold) != key("o3", cold, reasoning_effort="high")
     plain = Request("q", cold, MESSAGES)  # a plain model's key is what it was before the rules
     assert key("gpt-4o-mini", cold) == call_key("gpt-4o-mini", plain, 0, 0)
+
+
+def test_llama_cpp_s_server_is_known_by_the_gguf_it_serves(llama_server: str, gguf_path: Path):
+    identity = OpenAITeacher.identify(OpenAIOptions(model="gemma", base_url=llama_server))
+    assert identity == {
+        "backend": "openai",
+        "model": "gemma",
+        "endpoint": llama_server,
+        "serves": {"id": {"file": file_fingerprint(gguf_path)}},  # it lists the model's path
+    }
+
+
+def test_a_local_server_that_reports_another_model_is_asked_again(
+    fault_server: FaultServer, tmp_path: Path
+):
+    """``model: local`` names nothing; what ``/v1/models`` reports goes into the key."""
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    request = Request(id="q", params=PARAMS, messages=({"role": "user", "content": "Hi"},))
+
+    def teacher_calls() -> int:
+        teacher = OpenAITeacher(OpenAIOptions(model="local", base_url=f"{fault_server.url}/v1"))
+        dispatcher = Dispatcher(teacher, cache, config_seed=3)
+
+        async def run() -> None:
+            try:
+                await dispatcher.resolve([request])
+            finally:
+                await teacher.aclose()
+
+        asyncio.run(run())
+        return dispatcher.stats.teacher_calls
+
+    fault_server.models = [{"id": "local", "root": "/models/qwen2.5-7b"}]  # vLLM: name and weights
+    assert teacher_calls() == 1
+    assert teacher_calls() == 0
+    fault_server.models = [{"id": "local", "root": "/models/llama-3.1-8b"}]
+    assert teacher_calls() == 1
+    cache.close()
+
+
+def test_a_model_file_a_local_server_reports_is_known_by_its_content(
+    fault_server: FaultServer, tmp_path: Path
+):
+    weights, renamed, other = tmp_path / "a.gguf", tmp_path / "b.gguf", tmp_path / "c.gguf"
+    weights.write_bytes(b"the weights")
+    renamed.write_bytes(b"the weights")
+    other.write_bytes(b"other weights")
+    options = OpenAIOptions(model="local", base_url=f"{fault_server.url}/v1")
+
+    def identity_serving(path: Path) -> dict:
+        fault_server.models = [{"id": str(path), "object": "model"}]
+        return OpenAITeacher.identify(options)
+
+    assert identity_serving(weights)["serves"] == {"id": {"file": file_fingerprint(weights)}}
+    assert identity_serving(renamed) == identity_serving(weights)
+    assert identity_serving(other) != identity_serving(weights)
+
+
+def test_an_endpoint_that_tells_no_more_than_the_name_is_keyed_by_endpoint_and_name(
+    fault_server: FaultServer,
+):
+    options = OpenAIOptions(model="llama3:8b", base_url=f"{fault_server.url}/v1")
+    plain = {"backend": "openai", "model": "llama3:8b", "endpoint": f"{fault_server.url}/v1"}
+    assert OpenAITeacher.identify(options) == plain  # its /v1/models is a 404
+    fault_server.models = [{"id": "qwen2:7b"}, {"id": "llama3:8b"}]  # Ollama lists all it holds
+    assert OpenAITeacher.identify(options) == plain
+    down = OpenAIOptions(model="local", base_url="http://127.0.0.1:9/v1")  # nothing listens
+    assert "serves" not in OpenAITeacher.identify(down)
+    remote = OpenAIOptions(model="gpt-4o-mini", api_key="sk-test")  # a remote API is not asked
+    assert OpenAITeacher.identify(remote) == {
+        "backend": "openai", "model": "gpt-4o-mini", "endpoint": "https://api.openai.com/v1"
+    }  # fmt: skip

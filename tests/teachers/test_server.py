@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from distillpipe.config import load_config
 from distillpipe.dispatch import Dispatcher
 from distillpipe.errors import ConfigError, ServerError
 from distillpipe.io import read_records, write_jsonl
+from distillpipe.models import file_fingerprint
 from distillpipe.teachers.base import Request, SamplingParams, TeacherContext
 from distillpipe.teachers.openai import OpenAIOptions, OpenAITeacher
 from distillpipe.teachers.server import LaunchOptions
@@ -169,6 +171,27 @@ def test_a_server_already_answering_at_base_url_is_reused_not_started(
     assert answer.strip()
     assert server.reused and server.pid is None
     assert not (tmp_path / "run" / "server.log").exists()
+
+
+def test_a_server_not_running_yet_is_known_by_its_launch_recipe_and_starts_for_none(
+    tmp_path: Path, gguf_path: Path, llama_server: str
+):
+    renamed = tmp_path / "renamed.gguf"
+    try:
+        os.link(gguf_path, renamed)
+    except OSError:
+        shutil.copyfile(gguf_path, renamed)
+    recipe = launching_teacher(tmp_path, llama_server_command(gguf_path)).identity
+    assert {"file": file_fingerprint(gguf_path)} in recipe["launch"]
+    assert {"{python}", "{host}", "{port}"} <= set(map(str, recipe["launch"]))
+    assert "endpoint" not in recipe  # a free port each time
+    assert launching_teacher(tmp_path, llama_server_command(renamed)).identity == recipe
+    assert not (tmp_path / "run" / "server.log").exists(), "a server was started"
+
+    reused = launching_teacher(tmp_path, llama_server_command(gguf_path), base_url=llama_server)
+    assert "launch" not in reused.identity  # the server answering there is what answers
+    assert reused.identity["endpoint"] == llama_server
+    assert reused.identity["serves"] == {"id": {"file": file_fingerprint(gguf_path)}}
 
 
 def test_a_server_that_crashes_at_start_is_reported_with_its_log_tail(tmp_path: Path):
