@@ -9,10 +9,12 @@ from distillpipe.cli.common import (
     MaxCostOption,
     OutputOption,
     QuietOption,
+    RejectedOption,
     SetOption,
     budget_for,
     load,
     mode_for,
+    rejected_path_for,
     summary,
     warn_if_empty,
 )
@@ -24,6 +26,7 @@ def generate(
     config: ConfigOption,
     input: InputOption = "-",
     output: OutputOption = "-",
+    rejected: RejectedOption = None,
     set: SetOption = None,
     quiet: QuietOption = False,
     executor: ExecutorOption = None,
@@ -37,6 +40,7 @@ def generate(
         resolved,
         input,
         output,
+        rejected_path=rejected_path_for(output, rejected),  # generate.until's failures
         progress_mode=mode,
         budget=budget_for(resolved, max_cost),
     )
