@@ -227,6 +227,17 @@ class ExportConfig(StrictModel):
         "chosen", description="chosen: selection.chosen, else the first sample; all: every sample"
     )
     system_prompt: bool = Field(True, description="include the system prompt the teacher saw")
+    include_reference: bool = Field(
+        False, description="SFT formats: also the record's reference solution, where it has one"
+    )
+    reference_as: Literal["extra", "fallback"] = Field(
+        "extra",
+        description="extra: a row beside the teacher's; fallback: the answer only when no "
+        "teacher sample passed",
+    )
+    reference_field: str | list[str] = Field(
+        "reference", description="dot path(s) to the reference solution; the first present"
+    )
     shuffle: bool = Field(True, description="seeded by config.seed and record ids")
     validation: int | float = Field(
         0, ge=0, description="validation split: a fraction in (0, 1) or a record count"
@@ -245,6 +256,17 @@ class ExportConfig(StrictModel):
         if isinstance(value, float) and value >= 1 and not value.is_integer():
             raise ValueError("a fraction must be below 1; a count must be a whole number")
         return int(value) if isinstance(value, float) and value >= 1 else value
+
+    @model_validator(mode="after")
+    def _reference_rows_are_sft(self) -> ExportConfig:
+        if self.include_reference and self.format == "dpo":
+            raise ValueError("include_reference adds SFT rows; a dpo pair needs two samples")
+        return self
+
+    @property
+    def reference_fields(self) -> list[str]:
+        field = self.reference_field
+        return [field] if isinstance(field, str) else list(field)
 
 
 class PriceConfig(StrictModel):
