@@ -70,8 +70,26 @@ class CacheConfig(StrictModel):
     enabled: bool = True
 
 
+class UntilConfig(StrictModel):
+    """Rejection sampling: draw ``step`` samples a round until ``k`` pass ``filter``."""
+
+    filter: str = Field(description="the name of a filter in the config's `filter:` list")
+    k: int = Field(1, ge=1, description="passing samples that end a record's sampling")
+    max_samples: int = Field(16, ge=1, le=1024, description="samples drawn at most per record")
+    step: int = Field(4, ge=1, description="samples drawn per round")
+
+    @model_validator(mode="after")
+    def _k_within_max(self) -> UntilConfig:
+        if self.k > self.max_samples:
+            raise ValueError(f"k ({self.k}) exceeds max_samples ({self.max_samples})")
+        return self
+
+
 class GenerateConfig(SamplingConfig):
     n: int = Field(1, ge=1, le=128, description="teacher samples per record")
+    until: UntilConfig | None = Field(
+        None, description="rejection sampling against a filter; replaces n"
+    )
     system_prompt: str = Field(
         "none", description="a preset in prompts/system/ (none, plain, cot, orca) or literal text"
     )
@@ -209,6 +227,17 @@ class ExportConfig(StrictModel):
         "chosen", description="chosen: selection.chosen, else the first sample; all: every sample"
     )
     system_prompt: bool = Field(True, description="include the system prompt the teacher saw")
+    include_reference: bool = Field(
+        False, description="SFT formats: also the record's reference solution, where it has one"
+    )
+    reference_as: Literal["extra", "fallback"] = Field(
+        "extra",
+        description="extra: a row beside the teacher's; fallback: the answer only when no "
+        "teacher sample passed",
+    )
+    reference_field: str | list[str] = Field(
+        "reference", description="dot path(s) to the reference solution; the first present"
+    )
     shuffle: bool = Field(True, description="seeded by config.seed and record ids")
     validation: int | float = Field(
         0, ge=0, description="validation split: a fraction in (0, 1) or a record count"
@@ -227,6 +256,17 @@ class ExportConfig(StrictModel):
         if isinstance(value, float) and value >= 1 and not value.is_integer():
             raise ValueError("a fraction must be below 1; a count must be a whole number")
         return int(value) if isinstance(value, float) and value >= 1 else value
+
+    @model_validator(mode="after")
+    def _reference_rows_are_sft(self) -> ExportConfig:
+        if self.include_reference and self.format == "dpo":
+            raise ValueError("include_reference adds SFT rows; a dpo pair needs two samples")
+        return self
+
+    @property
+    def reference_fields(self) -> list[str]:
+        field = self.reference_field
+        return [field] if isinstance(field, str) else list(field)
 
 
 class PriceConfig(StrictModel):
@@ -416,6 +456,7 @@ def parse_config(data: dict[str, Any], source: ConfigSource) -> Config:
     except ValidationError as exc:
         _raise_validation(exc, (), source)
     _check_teacher_takes(config, source)
+    _check_until(config, source)
     config._secrets = frozenset(secrets)
     return config
 
@@ -451,6 +492,40 @@ def _check_teacher_takes(config: Config, source: ConfigSource) -> None:
         if problem is not None:
             loc = (*where, names.get(problem[0], problem[0]))
             raise ConfigError(f"{source.where(loc)}: {_dotted(loc)}: {problem[1]}")
+
+
+def _check_until(config: Config, source: ConfigSource) -> None:
+    """``generate.until.filter`` names a filter of the ``filter:`` list that judges samples."""
+    until = config.generate.until
+    if until is None:
+        return
+    if "n" in config.generate.model_fields_set:
+        loc: Loc = ("generate", "n")
+        raise ConfigError(
+            f"{source.where(loc)}: generate.n: not used with generate.until (it draws "
+            "`step` samples a round); remove one"
+        )
+    loc = ("generate", "until", "filter")
+    found = [o for o in config.filter or [] if o.filter_name == until.filter]
+    if not found:
+        names = ", ".join(o.filter_name for o in config.filter or []) or "none"
+        raise ConfigError(
+            f"{source.where(loc)}: generate.until.filter: no filter named {until.filter!r} "
+            f"in `filter:` (named: {names})"
+        )
+    problem = found[0].cannot_judge_samples()
+    if problem is not None:
+        raise ConfigError(
+            f"{source.where(loc)}: generate.until.filter: {until.filter!r} cannot decide "
+            f"which samples pass: {problem}"
+        )
+
+
+def until_filter(config: Config) -> FilterOptions:
+    """The options of the filter ``generate.until`` samples against (validated at load)."""
+    assert config.generate.until is not None
+    name = config.generate.until.filter
+    return next(o for o in config.filter or [] if o.filter_name == name)
 
 
 def parse_filters(raw: Any, source: ConfigSource) -> list[FilterOptions]:

@@ -97,7 +97,7 @@ class Dispatcher:
     def calls_for(self, request: Request) -> list[Call]:
         calls = []
         params = self.teacher.options.request_params(request.params)
-        for sample in range(request.n):
+        for sample in range(request.first_sample, request.first_sample + request.n):
             key = call_key(self.teacher.identity, request, self.config_seed, sample, params)
             calls.append(Call(request, sample, key, seed_from_key(key)))
         return calls

@@ -9,10 +9,12 @@ from distillpipe.cli.common import (
     MaxCostOption,
     OutputOption,
     QuietOption,
+    RejectedOption,
     SetOption,
     budget_for,
     load,
     mode_for,
+    rejected_path_for,
     spend_summary,
     summary,
     warn_if_empty,
@@ -26,6 +28,7 @@ def generate(
     config: ConfigOption,
     input: InputOption = "-",
     output: OutputOption = "-",
+    rejected: RejectedOption = None,
     set: SetOption = None,
     quiet: QuietOption = False,
     executor: ExecutorOption = None,
@@ -36,7 +39,13 @@ def generate(
     mode = mode_for(quiet)
     budget = budget_for(resolved, max_cost, spend_ledger_for(output))
     result = executor_for(resolved).run_stage(
-        stage_named("generate"), resolved, input, output, progress_mode=mode, budget=budget
+        stage_named("generate"),
+        resolved,
+        input,
+        output,
+        rejected_path=rejected_path_for(output, rejected),  # generate.until's failures
+        progress_mode=mode,
+        budget=budget,
     )
     warn_if_empty(result, input, output, mode)
     summary([(result, False)], mode)

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def sidecar_row(record: dict[str, Any], sample: int) -> dict[str, Any]:
-    response = (record.get("responses") or [])[sample]
+def sidecar_row(record: dict[str, Any], sample: int | None) -> dict[str, Any]:
+    """``sample`` None: a row that is no teacher sample (the reference solution)."""
+    response = {} if sample is None else (record.get("responses") or [])[sample]
     rows = response.get("logprobs")
     row: dict[str, Any] = {"id": record["id"], "sample": sample}
     if not rows:

@@ -4,14 +4,20 @@ The filter stage records its pick as ``selection: {chosen, rejected, by}``
 (indexes into ``responses``); without one the first sample is the answer.
 A DPO pair needs a real preference signal — a selection with a rejected
 sample — and is never invented: records without one are counted and skipped.
+
+With ``include_reference`` the record's reference solution (ground truth)
+becomes a row too: beside the teacher's (``extra``), or in place of them when no
+teacher sample passed verification (``fallback``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from distillpipe.exporters.formats import Example
+from distillpipe.filters.fields import field_values
 
 NO_RESPONSE = "no response"
 NO_PREFERENCE = "no preference signal"
@@ -20,7 +26,7 @@ SAME_TEXT = "chosen and rejected are the same text"
 
 @dataclass(slots=True)
 class Picked:
-    sample: int
+    sample: int | None  # None: the reference solution, no teacher sample
     example: Example
     rejected_sample: int | None = None
 
@@ -76,3 +82,50 @@ def pick_preference(record: dict[str, Any], system: str | None) -> tuple[list[Pi
     if chosen_text == rejected_text:
         return [], SAME_TEXT
     return [Picked(chosen, _example(record, system, chosen_text, rejected_text), rejected)], None
+
+
+def reference_solution(record: dict[str, Any], fields: Sequence[str]) -> str | None:
+    """The first reference found at ``fields`` as text; an object gives its
+    ``solution``, else its ``answer``."""
+    for path in fields:
+        for value in field_values(record, path):
+            if isinstance(value, dict):
+                value = value.get("solution") or value.get("answer")
+            if isinstance(value, bool) or value is None:
+                continue
+            if isinstance(value, int | float | str) and str(value).strip():
+                return str(value).strip()
+    return None
+
+
+def no_sample_passed(record: dict[str, Any]) -> bool:
+    """Whether the record says none of its samples passed verification: rejection
+    sampling's ``sampling.passed``, or a reference/execution score's per-sample list."""
+    if (record.get("sampling") or {}).get("passed") == []:
+        return True
+    for score in (record.get("scores") or {}).values():
+        verdicts = score.get("correct", score.get("passed")) if isinstance(score, dict) else None
+        if isinstance(verdicts, list) and verdicts and not any(verdicts):
+            return True
+    return False
+
+
+def with_reference(
+    record: dict[str, Any],
+    system: str | None,
+    picked: tuple[list[Picked], str | None],
+    fields: Sequence[str],
+    mode: Literal["extra", "fallback"],
+) -> tuple[list[Picked], str | None]:
+    """The teacher's picks with the reference solution added (extra), or replacing them
+    when no teacher sample passed or none gave a response (fallback)."""
+    rows, reason = picked
+    solution = reference_solution(record, fields)
+    if solution is None:
+        return rows, reason
+    reference = Picked(None, _example(record, system, solution))
+    if mode == "extra":
+        return [*rows, reference], None
+    if reason is not None or no_sample_passed(record):
+        return [reference], None
+    return rows, reason

@@ -24,6 +24,10 @@ To scale out, an executor builds the same filter in each worker
 stage hands a batch over. Filters that ask a teacher (``uses_teacher``) get a
 dispatcher through ``attach_dispatcher`` wherever they score.
 
+A filter that can judge single samples (reference, execution, reward without
+percentiles) says so in ``passing(score)``: ``generate.until`` samples a record
+until enough of them pass.
+
 A filter may add fields to its entry in the run's stats (``stats()``: the
 execution filter reports its sandbox's isolation level there).
 
@@ -110,6 +114,11 @@ class FilterOptions(BaseModel):
         """What the filter's teacher requests carry, for config validation; None: it asks none."""
         return None
 
+    def cannot_judge_samples(self) -> str | None:
+        """Why this filter cannot tell one sample from another (``generate.until`` needs
+        that, through ``Filter.passing``); None when it can."""
+        return f"a {self.type} filter judges whole records, not single samples"
+
 
 class ThresholdOptions(FilterOptions):
     """For filters that keep a record when its value lies in [min, max]."""
@@ -191,6 +200,12 @@ class Filter(ABC):
     @abstractmethod
     def decide(self, record: Record, score: Any) -> Verdict:
         """Keep or reject one record given its score (driver, input order)."""
+
+    def passing(self, score: Any) -> list[bool] | None:
+        """Whether each sample passes, in order (``generate.until``'s test); None when
+        the record cannot be judged (no reference). Filters whose options'
+        ``cannot_judge_samples`` is None implement it."""
+        raise NotImplementedError(f"filter {self.name} cannot judge single samples")
 
     def stats(self) -> dict[str, Any]:
         """Extra fields for this filter's entry in the run's stats (isolation, cache hits)."""

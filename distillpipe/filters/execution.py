@@ -69,6 +69,9 @@ class ExecutionOptions(FilterOptions):
     cache: bool = Field(True, description="reuse results of identical runs")
     batch_size: int = Field(64, ge=1)
 
+    def cannot_judge_samples(self) -> str | None:
+        return None
+
 
 class ExecutionFilter(Filter):
     type: ClassVar[str] = "execution"
@@ -143,6 +146,11 @@ class ExecutionFilter(Filter):
         if not isinstance(score, dict) or not score.get("passed"):
             return None
         return sum(score["passed"]) / len(score["passed"])
+
+    def passing(self, score: Any) -> list[bool] | None:
+        if score is None or "invalid" in score:
+            return None
+        return list(score["passed"])
 
     def decide(self, record: Record, score: Any) -> Verdict:
         where = f"`{self.options.field}`"

@@ -39,6 +39,9 @@ class ReferenceOptions(FilterOptions):
     missing: Literal["reject", "keep"] = Field("reject", description="records with no reference")
     batch_size: int = Field(64, ge=1)
 
+    def cannot_judge_samples(self) -> str | None:
+        return None
+
     @property
     def fields(self) -> list[str]:
         return [self.field] if isinstance(self.field, str) else list(self.field)
@@ -84,6 +87,9 @@ class ReferenceFilter(Filter):
         if not isinstance(score, dict) or not score["correct"]:
             return None
         return sum(score["correct"]) / len(score["correct"])
+
+    def passing(self, score: Any) -> list[bool] | None:
+        return None if score is None else list(score["correct"])
 
     def decide(self, record: Record, score: Any) -> Verdict:
         if score is None:

@@ -23,6 +23,7 @@ from distillpipe.errors import ConfigError
 from distillpipe.filters.base import (
     FilterOptions,
     Record,
+    Threshold,
     ThresholdFilter,
     ThresholdOptions,
     Verdict,
@@ -51,6 +52,15 @@ class RewardOptions(ThresholdOptions):
         if self.backend == "transformers":
             return {"torch": "hf", "transformers": "hf"}
         return {}
+
+    def cannot_judge_samples(self) -> str | None:
+        for key in ("min", "max"):
+            threshold = Threshold.parse(getattr(self, key))
+            if threshold is not None and threshold.percentile is not None:
+                return f"`{key}` is a percentile of the whole run; a single sample needs a number"
+        if self.min is None and self.max is None:
+            return "it needs a `min` or `max` reward that a sample must meet"
+        return None
 
     def teacher_params(self) -> SamplingParams | None:
         if self.backend != "judge":
@@ -147,6 +157,12 @@ class RewardFilter(ThresholdFilter):
     # -- decision -----------------------------------------------------------------
     def value(self, score: Any) -> float | None:
         return None if score is None else score["reward"]
+
+    def passing(self, score: Any) -> list[bool] | None:
+        """A sample passes when it has a reward within [min, max] (absolute numbers)."""
+        if score is None:
+            return None
+        return [value is not None and self.check(value) is None for value in score["rewards"]]
 
     def decide(self, record: Record, score: Any) -> Verdict:
         if score is None:

@@ -31,7 +31,7 @@ from distillpipe.errors import InputError
 from distillpipe.exporters import card, hf
 from distillpipe.exporters.formats import FORMATS, PREFERENCE_FORMATS
 from distillpipe.exporters.logprobs import sidecar_row
-from distillpipe.exporters.select import pick_preference, pick_sft
+from distillpipe.exporters.select import pick_preference, pick_sft, with_reference
 from distillpipe.io import atomic_write_bytes, write_jsonl
 from distillpipe.stages.base import Record, StageContext
 from distillpipe.stages.generate import system_prompt_for
@@ -49,18 +49,22 @@ class Exported:
     sidecars: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)
     teacher_models: list[str] = field(default_factory=list)
+    reference_rows: int = 0
 
     def rows(self) -> Iterator[dict[str, Any]]:
         for rows in self.splits.values():
             yield from rows
 
     def stats(self, section: ExportConfig) -> dict[str, Any]:
-        return {
+        stats = {
             "format": section.format,
             "records": self.records_in,
             "rows": {split: len(rows) for split, rows in self.splits.items()},
             "skipped": dict(sorted(self.skipped.items())),
         }
+        if section.include_reference:
+            stats["reference_rows"] = self.reference_rows
+        return stats
 
 
 def shuffle_key(seed: int, record: Record) -> bytes:
@@ -98,6 +102,11 @@ def build_export(records: Iterable[Record], config: Config) -> Exported:
             picked, reason = pick_preference(record, system)
         else:
             picked, reason = pick_sft(record, system, section.responses == "all")
+            if section.include_reference:
+                picked, reason = with_reference(
+                    record, system, (picked, reason), section.reference_fields, section.reference_as
+                )
+                result.reference_rows += sum(p.sample is None for p in picked)
         if reason is not None:
             result.skipped[reason] += 1
             continue

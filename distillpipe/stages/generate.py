@@ -4,16 +4,21 @@ Each record becomes one request — chat messages (optional system prompt,
 then the instruction and input rendered by ``prompts/generate/NAME.chat.jinja``)
 or, for base models, a raw prompt from ``NAME.completion.jinja``. Responses
 land in ``record["responses"]`` in sample order; output order is input order.
+With ``generate.until`` a record is sampled in rounds until enough samples pass
+a filter (``rejection.py``); records that never do go to the rejected file.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import replace
 from typing import ClassVar
 
 from distillpipe import prompts
 from distillpipe.config import Config
+from distillpipe.dispatch import Dispatcher
+from distillpipe.rejection import RejectionSampler
 from distillpipe.stages.base import Record, StageContext
 from distillpipe.teachers.base import Request
 
@@ -73,6 +78,9 @@ class GenerateStage:
 
     @staticmethod
     def expected_calls(config: Config, records: int) -> int:
+        until = config.generate.until
+        if until is not None:  # the first round; later rounds depend on the filter
+            return records * min(until.step, until.max_samples)
         return records * config.generate.n
 
     def teacher_requests(
@@ -81,12 +89,21 @@ class GenerateStage:
         """The requests ``run`` sends for these records, for an executor that answers
         them elsewhere first (Ray) and lets ``run`` replay them from the cache."""
         build_request = RequestBuilder(config, mode)
+        until = config.generate.until
         for record in records:
-            yield build_request(record)
+            request = build_request(record)
+            # with until: the first round; the stage sends the later ones itself
+            yield (
+                request if until is None else replace(request, n=min(until.step, until.max_samples))
+            )
 
     async def run(self, records: Iterator[Record], ctx: StageContext) -> AsyncIterator[Record]:
         dispatcher = ctx.dispatcher()
         build_request = RequestBuilder(ctx.config, dispatcher.teacher.mode)
+        if ctx.config.generate.until is not None:
+            async for record in self._run_until(records, ctx, dispatcher, build_request):
+                yield record
+            return
 
         def to_requests(record: Record) -> list[Request]:
             return [build_request(record)]
@@ -98,3 +115,26 @@ class GenerateStage:
                 completion.to_response(sample) for sample, completion in enumerate(completions)
             ]
             yield record
+
+    async def _run_until(
+        self,
+        records: Iterator[Record],
+        ctx: StageContext,
+        dispatcher: Dispatcher,
+        build_request: RequestBuilder,
+    ) -> AsyncIterator[Record]:
+        sampler = RejectionSampler(ctx.config, dispatcher)
+        name = sampler.judge.name
+
+        def reject(record: Record, reason: str) -> None:
+            ctx.reject(record, filter=name, reason=reason, score=record["sampling"])
+
+        try:
+            async for record in sampler.sample(
+                records, build_request, reject, ctx.config.generate.batch_size
+            ):
+                ctx.stats["until"] = sampler.stats.as_dict()
+                yield record
+        finally:
+            ctx.stats["until"] = sampler.stats.as_dict()
+            sampler.close()

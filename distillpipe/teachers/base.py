@@ -61,6 +61,7 @@ class Request:
     messages: tuple[Message, ...] | None = None
     prompt: str | None = None
     n: int = 1
+    first_sample: int = 0  # samples first_sample .. first_sample+n-1 (rejection sampling rounds)
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):

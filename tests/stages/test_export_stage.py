@@ -101,6 +101,76 @@ def test_the_chosen_sample_is_exported_else_the_first_or_all_of_them(tmp_path: P
     assert [r["output"] for r in every] == ["Red.", "Blue"]
 
 
+SOLVED = {
+    "id": "solved",
+    "instruction": "What is 2 + 2?",
+    "reference": "2 + 2 = 4. #### 4",
+    "responses": [response("5", 0), response("The answer is 4.", 1)],
+    "scores": {"reference": {"correct": [False, True], "answers": ["5", "4"]}},
+    "selection": {"chosen": 1, "rejected": 0, "by": "reference"},
+}
+UNSOLVED = {
+    "id": "unsolved",
+    "instruction": "What is 3 + 4?",
+    "reference": {"solution": "3 + 4 = 7. #### 7", "answer": "7"},
+    "responses": [response("8", 0), response("6", 1)],
+    "sampling": {"filter": "reference", "drawn": 2, "passed": []},
+}
+
+
+def test_include_reference_adds_the_ground_truth_as_an_extra_row(tmp_path: Path):
+    exported = build_export(
+        [SOLVED, UNSOLVED, COLOUR],
+        config_at(tmp_path, format="alpaca", include_reference=True),
+    )
+    outputs = [(r["instruction"], r["output"]) for r in exported.splits["train"]]
+    assert outputs == [
+        ("What is 2 + 2?", "The answer is 4."),
+        ("What is 2 + 2?", "2 + 2 = 4. #### 4"),
+        ("What is 3 + 4?", "8"),  # extra: the teacher's pick stays, verified or not
+        ("What is 3 + 4?", "3 + 4 = 7. #### 7"),  # an object gives its solution
+        ("Name a colour.", "Blue"),  # no reference: the teacher's rows alone
+    ]
+    assert (
+        exported.stats(config_at(tmp_path, include_reference=True).export_section)["reference_rows"]
+        == 2
+    )
+
+
+def test_include_reference_as_fallback_replaces_only_samples_that_failed(tmp_path: Path):
+    unanswered = {**UNANSWERED, "reference": "Nothing."}
+    checked = {**COLOUR, "reference": "Red", "scores": {"check": {"passed": [False, False]}}}
+    exported = build_export(
+        [SOLVED, UNSOLVED, unanswered, checked, FRENCH],
+        config_at(tmp_path, format="alpaca", include_reference=True, reference_as="fallback"),
+    )
+    outputs = [r["output"] for r in exported.splits["train"]]
+    assert outputs == ["The answer is 4.", "3 + 4 = 7. #### 7", "Nothing.", "Red", "bonne nuit"]
+    assert exported.reference_rows == 3
+    assert exported.skipped == {}
+
+
+def test_include_reference_reads_the_configured_field_and_is_sft_only(tmp_path: Path):
+    record = {**FRENCH, "meta": {"output": "bonne nuit !"}}
+    config = config_at(tmp_path, format="alpaca", include_reference=True,
+                       reference_field=["reference", "meta.output"])  # fmt: skip
+    assert [r["output"] for r in build_export([record], config).splits["train"]] == [
+        "bonne nuit",
+        "bonne nuit !",
+    ]
+    with pytest.raises(Exception, match=r"config.yaml:\d+: export: .*include_reference adds SFT"):
+        config_at(tmp_path, format="dpo", include_reference=True)
+
+
+def test_the_reference_row_has_a_null_logprobs_row_beside_it(tmp_path: Path):
+    exported = build_export(
+        [{**COLOUR, "reference": "Green"}],
+        config_at(tmp_path, include_reference=True, logprobs=True),
+    )
+    assert [row["sample"] for row in exported.sidecars["train"]] == [1, None]
+    assert exported.sidecars["train"][1]["tokens"] is None
+
+
 def test_records_without_a_response_are_counted_not_exported(tmp_path: Path):
     exported = build_export([COLOUR, UNANSWERED], config_at(tmp_path))
     assert len(exported.splits["train"]) == 1

@@ -121,3 +121,29 @@ def test_system_prompt_choice(tmp_path: Path):
     drawn = {system_prompt_for({"id": str(i), "instruction": "x"}, orca) for i in range(40)}
     assert len(drawn) > 2  # several Orca messages in use, one per record
     assert system_prompt_for(record, orca) == system_prompt_for(record, orca)
+
+
+def test_generate_until_samples_the_embedded_model_against_a_reference(tmp_path: Path):
+    data = small_llamacpp_config()
+    del data["generate"]["n"]
+    data["generate"]["until"] = {"filter": "reference", "k": 1, "max_samples": 4, "step": 2}
+    data["filter"] = [{"type": "reference"}]
+    config = load_config(write_config(tmp_path / "config.yaml", data))
+    write_jsonl(tmp_path / "in.jsonl", [
+        {"instruction": f"What is {a} + {b}? Reply with the number only.", "reference": str(a + b)}
+        for a, b in [(1, 1), (2, 3), (4, 4)]
+    ])  # fmt: skip
+    stage, rejected_path = stage_named("generate"), tmp_path / "rejected.jsonl"
+    result = run_stage(
+        stage, config, tmp_path / "in.jsonl", tmp_path / "out.jsonl", rejected_path=rejected_path
+    )
+
+    kept = list(read_records(tmp_path / "out.jsonl"))
+    rejected = list(read_jsonl(tmp_path / "rejected.jsonl"))
+    assert len(kept) + len(rejected) == 3
+    drawn = [len(r["responses"]) for r in kept + rejected]
+    assert all(n in (2, 4) for n in drawn)
+    assert all(len(r["responses"]) == 4 for r in rejected)
+    stats = result.stats["until"]
+    assert stats["samples"] == sum(drawn) == result.stats["teacher"]["teacher_calls"]
+    assert 0.0 <= stats["pass@1"] <= stats["pass@4"] <= 1.0
