@@ -31,7 +31,7 @@ PRICE = {"input": 100.0, "output": 400.0}  # USD per million tokens, so a tiny r
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``distillpipe run`` on the embedded gemma through seed, evolve, generate, filter and
-    export, kept tiny: one Self-Instruct request, one Evol-Instruct round over the new
+    export, kept tiny: two Self-Instruct requests, one Evol-Instruct round over the new
     instructions, one short response each. The gemma is priced by a ``cost.prices``
     override, so the teacher stages cost something."""
     root = tmp_path_factory.mktemp("report-run")
@@ -39,9 +39,9 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = write_config(root / "config.yaml", {
         "name": "real", "seed": 7, "run_dir": str(root), "input": "seeds.jsonl",
         "teacher": {"backend": "llamacpp", "mode": "completion", "n_ctx": 512, "n_threads": 1},
-        "self_instruct": {"target": 2, "requests_per_round": 1, "max_rounds": 1,
-                          "max_tokens": 32, "seed_tasks_per_prompt": 3, "include_seeds": False},
-        "evolve": {"rounds": 1, "max_tokens": 16,
+        "self_instruct": {"target": 2, "requests_per_round": 2, "max_rounds": 1,
+                          "max_tokens": 48, "seed_tasks_per_prompt": 3, "include_seeds": False},
+        "evolve": {"rounds": 1, "max_tokens": 40,
                    "elimination": {"equality": "similarity", "answer_check": False}},
         "generate": {"n": 1, "max_tokens": 8},
         "filter": [{"type": "length", "reject_truncated": False, "response": {"min_words": 3}},

@@ -240,7 +240,8 @@ def test_the_cache_key_holds_what_is_sent(fault_server: FaultServer):
     assert key("o3", cold, reasoning_effort="low") != key("o3", cold, reasoning_effort="high")
     assert key("o3", cold) != key("o3", cold, reasoning_effort="high")
     plain = Request("q", cold, MESSAGES)  # a plain model's key is what it was before the rules
-    assert key("gpt-4o-mini", cold) == call_key("gpt-4o-mini", plain, 0, 0)
+    identity = fault_teacher(fault_server, "gpt-4o-mini").identity
+    assert key("gpt-4o-mini", cold) == call_key(identity, plain, 0, 0)
 
 
 def test_llama_cpp_s_server_is_known_by_the_gguf_it_serves(llama_server: str, gguf_path: Path):
