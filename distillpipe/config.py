@@ -292,6 +292,11 @@ class Config(StrictModel):
         None, description="what `run` starts from: records JSONL or a seed input (hf:<id>, folder…)"
     )
     run_dir: str = "runs"
+    prompts_dir: str | None = Field(
+        None,
+        description="a folder whose files shadow the packaged prompts of the same relative "
+        "name (generate/default.chat.jinja…); relative to the config's folder",
+    )
     cache: CacheConfig = Field(default_factory=CacheConfig)
     teacher: SerializeAsAny[TeacherOptions]
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
@@ -571,7 +576,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the config must be a mapping of sections")
     data = apply_overrides(data, overrides or [])
-    return parse_config(data, ConfigSource(path, root))
+    source = ConfigSource(path, root)
+    config = parse_config(data, source)
+    if config.prompts_dir is not None:
+        folder = Path(config.prompts_dir).expanduser()
+        folder = folder if folder.is_absolute() else Path(path).parent / folder
+        if not folder.is_dir():
+            raise ConfigError(f"{source.where(('prompts_dir',))}: no such folder: {folder}")
+        config.prompts_dir = str(folder)
+    return config
 
 
 def show(config: Config) -> str:

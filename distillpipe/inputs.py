@@ -15,8 +15,10 @@ from pathlib import Path
 
 from distillpipe.config import Config
 from distillpipe.io import STDIO, file_hash, read_records
-from distillpipe.records import Record
+from distillpipe.prompts import prompts_for
+from distillpipe.records import Record, content_hash
 from distillpipe.seeds import SeedSourceConfig, is_seed_source, load_seeds, source_hash
+from distillpipe.stages.base import Stage
 
 
 def stage_records(stage: object, path: str | Path, config: Config) -> Iterator[Record]:
@@ -42,3 +44,13 @@ def input_hash(stage: object, path: str | Path, config: Config) -> str:
 
 def _seed_settings(config: Config) -> SeedSourceConfig:
     return config.self_instruct.seeds if config.self_instruct else SeedSourceConfig()
+
+
+def config_hash(stage: Stage, config: Config) -> str:
+    """The hash of what else a stage reads: its config sections and the override prompt
+    files (``prompts_dir``) in its prompt folders; without overrides, the sections alone."""
+    sections = config.fingerprint(*stage.config_sections)
+    overrides = prompts_for(config).overrides_hash(stage.prompt_folders)
+    if overrides is None:
+        return sections
+    return content_hash({"config": sections, "prompts": overrides})

@@ -15,7 +15,7 @@ import re
 import string
 from dataclasses import dataclass
 
-from distillpipe import prompts
+from distillpipe.prompts import PACKAGED, Prompts
 
 _ITEM = re.compile(
     r"^[ \t]*(?:[-*>#]+[ \t]*)?(?:\*\*|__)?(?:task|item|instruction)?[ \t]*#?(\d{1,3})"
@@ -102,6 +102,7 @@ class CandidateChecks:
         max_words: int,
         blacklist: list[str] | None,
         reject_prefixes: list[str],
+        prompts: Prompts = PACKAGED,
     ) -> None:
         words = blacklist if blacklist is not None else prompts.lines("self_instruct/blacklist.txt")
         self.min_words, self.max_words = min_words, max_words
@@ -129,7 +130,7 @@ class CandidateChecks:
         return None
 
 
-def stop_sequences(name: str) -> tuple[str, ...]:
+def stop_sequences(name: str, prompts: Prompts = PACKAGED) -> tuple[str, ...]:
     """A prompt folder's stop file: one stop a line, ``\\n`` for a newline, ``#`` comments."""
     return tuple(
         line.replace("\\n", "\n")

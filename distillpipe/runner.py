@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from distillpipe.config import Config
-from distillpipe.inputs import input_hash, stage_records
+from distillpipe.inputs import config_hash, input_hash, stage_records
 from distillpipe.io import STDIO, JsonlWriter, atomic_write_bytes, file_hash
 from distillpipe.progress import Mode, StageProgress
 from distillpipe.records import content_hash
@@ -190,9 +190,10 @@ def spend_ledger_for(output_path: str | Path) -> Path | None:
 
 
 def stage_hash(config: Config, stage: Stage, identity: Callable[[], dict[str, Any]]) -> str:
-    """The hash of the config sections ``stage`` reads and, when they hold the teacher's,
-    of the teacher's ``identity()``: another model behind the same config redoes it."""
-    sections = config.fingerprint(*stage.config_sections)
+    """The hash of the config sections ``stage`` reads (with the override prompts it reads)
+    and, when they hold the teacher's, of the teacher's ``identity()``: another model
+    behind the same config redoes it."""
+    sections = config_hash(stage, config)  # the sections, and the prompt overrides it reads
     if "teacher" not in stage.config_sections:
         return sections
     return content_hash({"config": sections, "teacher": identity()})
@@ -279,8 +280,8 @@ def run_pipeline(
         forced = forced or stage.name == from_stage
         output = run_dir / f"{stage.name}.jsonl"
         hashed_input = input_hash(stage, current, config)
-        config_hash = stage_hash(config, stage, identity)
-        if not forced and manifest.finished(stage.name, hashed_input, config_hash, output):
+        hashed_config = stage_hash(config, stage, identity)
+        if not forced and manifest.finished(stage.name, hashed_input, hashed_config, output):
             previous = manifest.data["stages"][stage.name]
             result = StageResult(stage.name, previous["records_in"], previous["records_out"])
             results.append((result, True))
@@ -304,7 +305,7 @@ def run_pipeline(
                     "status": "done",
                     "input": str(current),
                     "input_hash": hashed_input,
-                    "config_hash": config_hash,
+                    "config_hash": hashed_config,
                     "output": output.name,
                     "output_hash": file_hash(output),
                     "started_at": started_at,

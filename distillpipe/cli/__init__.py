@@ -1,4 +1,4 @@
-"""The ``distillpipe`` command: one thin command per stage, plus run, config and cache.
+"""The ``distillpipe`` command: one thin command per stage, plus run, config, cache and prompts.
 
 Data goes to stdout, progress and messages to stderr. Exit codes: 0 done,
 1 failed (one line naming the file, line or key), 2 usage error,
@@ -13,7 +13,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from distillpipe.cli import cache, config
+from distillpipe.cli import cache, config, prompts
 from distillpipe.cli.doctor import doctor
 from distillpipe.cli.estimate import estimate
 from distillpipe.cli.evolve import evolve
@@ -44,6 +44,7 @@ app.command()(estimate)
 app.command()(doctor)
 app.add_typer(config.app, name="config")
 app.add_typer(cache.app, name="cache")
+app.add_typer(prompts.app, name="prompts")
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 

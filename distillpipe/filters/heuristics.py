@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 import ahocorasick_rs
 from pydantic import Field, field_validator
 
-from distillpipe import prompts
 from distillpipe.filters.base import (
     Filter,
     FilterOptions,
@@ -21,6 +20,7 @@ from distillpipe.filters.base import (
     Verdict,
     responses_in_scope,
 )
+from distillpipe.prompts import prompts_for
 
 
 class HeuristicsOptions(FilterOptions):
@@ -50,7 +50,9 @@ class HeuristicsFilter(Filter):
 
     def __init__(self, options: FilterOptions, config: Any = None) -> None:
         super().__init__(options, config)
-        phrases = list(prompts.lines("filters/refusals.txt")) if self.options.refusals else []
+        phrases = []
+        if self.options.refusals:
+            phrases += prompts_for(config).lines("filters/refusals.txt")
         phrases += self.options.phrases
         # One Aho-Corasick pass over the lower-cased text finds the leftmost phrase:
         # ~5x faster than a str.find per phrase, far faster than a regex alternation.

@@ -16,7 +16,6 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from distillpipe import prompts
 from distillpipe.filters.base import (
     FilterOptions,
     Record,
@@ -25,6 +24,7 @@ from distillpipe.filters.base import (
     Verdict,
     primary_response,
 )
+from distillpipe.prompts import prompts_for
 from distillpipe.scoring.llamacpp import TokenNLL
 
 
@@ -93,7 +93,7 @@ class PerplexityFilter(ThresholdFilter):
                 else f"{record['instruction']}\n\n"
             )
         template = getattr(getattr(self.config, "generate", None), "template", "default")
-        return prompts.render(
+        return prompts_for(self.config).render(
             f"generate/{template}.completion.jinja",
             instruction=record["instruction"],
             input=record.get("input", ""),

@@ -18,7 +18,6 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from distillpipe import prompts
 from distillpipe.errors import ConfigError
 from distillpipe.filters.base import (
     FilterOptions,
@@ -29,6 +28,7 @@ from distillpipe.filters.base import (
     Verdict,
 )
 from distillpipe.filters.judge import parse_rating
+from distillpipe.prompts import prompts_for
 from distillpipe.records import user_prompt
 from distillpipe.teachers.base import Request, SamplingParams
 
@@ -147,11 +147,14 @@ class RewardFilter(ThresholdFilter):
         params = self.options.teacher_params()
         assert params is not None  # a judge
         request_id = f"{record['id']}:{self.name}:{sample}"
-        if self._dispatcher.teacher.mode == "chat":
-            text = prompts.render(f"filters/{self.options.template}.chat.jinja", **values)
+        chat = self._dispatcher.teacher.mode == "chat"
+        variant = "chat" if chat else "completion"
+        text = prompts_for(self.config).render(
+            f"filters/{self.options.template}.{variant}.jinja", **values
+        )
+        if chat:
             message = {"role": "user", "content": text.strip()}
             return Request(id=request_id, params=params, messages=(message,))
-        text = prompts.render(f"filters/{self.options.template}.completion.jinja", **values)
         return Request(id=request_id, params=params, prompt=text)
 
     # -- decision -----------------------------------------------------------------

@@ -127,6 +127,7 @@ class Stage(Protocol):
     name: ClassVar[str]
     section: ClassVar[str]
     config_sections: ClassVar[tuple[str, ...]]
+    prompt_folders: ClassVar[tuple[str, ...]]  # top folders of the prompt files it reads
 
     def run(
         self, records: Iterator[Record], ctx: StageContext

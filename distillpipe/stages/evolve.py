@@ -26,10 +26,10 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from typing import ClassVar
 
-from distillpipe import prompts
 from distillpipe.config import EVOLVE_OPERATORS, Config, EliminationConfig, EvolveConfig
 from distillpipe.instructions import stop_sequences
 from distillpipe.novelty import rouge_l
+from distillpipe.prompts import PACKAGED, Prompts, prompts_for
 from distillpipe.records import new_record, normalise_text, user_prompt
 from distillpipe.stages.base import Record, StageContext
 from distillpipe.teachers.base import Completion, Request, SamplingParams
@@ -43,11 +43,11 @@ Verdict = tuple[str, str] | None  # (filter, reason) of a failed evolution
 class EvolvePrompter:
     """The three requests of an evolution: rewrite, equality check and answer."""
 
-    def __init__(self, section: EvolveConfig, mode: str) -> None:
-        self.section, self.mode = section, mode
+    def __init__(self, section: EvolveConfig, mode: str, prompts: Prompts = PACKAGED) -> None:
+        self.section, self.mode, self.prompts = section, mode, prompts
         completion = mode == "completion"
         self.rewrite_params = section.sampling_params(
-            stop_sequences("evolve/rewrite.stop.txt") if completion else ()
+            stop_sequences("evolve/rewrite.stop.txt", prompts) if completion else ()
         )
         checks = section.elimination
         self.equality_params = checks.equality_params(("\n",) if completion else ())
@@ -67,9 +67,9 @@ class EvolvePrompter:
 
     def rewrite_prompt(self, operator: str, prompt: str) -> str:
         if operator == "breadth":
-            return prompts.render(f"evolve/breadth.{self.mode}.jinja", prompt=prompt)
-        method = prompts.text(f"evolve/operators/{operator}.txt").strip()
-        return prompts.render(f"evolve/depth.{self.mode}.jinja", prompt=prompt, method=method)
+            return self.prompts.render(f"evolve/breadth.{self.mode}.jinja", prompt=prompt)
+        method = self.prompts.text(f"evolve/operators/{operator}.txt").strip()
+        return self.prompts.render(f"evolve/depth.{self.mode}.jinja", prompt=prompt, method=method)
 
     def rewrite(self, parent: Record, operator: str, round: int) -> Request:
         text = self.rewrite_prompt(operator, user_prompt(parent))
@@ -77,7 +77,7 @@ class EvolvePrompter:
         return self._request(request_id, text, self.rewrite_params, open_line=True)
 
     def equality(self, parent: Record, child: Record) -> Request:
-        text = prompts.render(
+        text = self.prompts.render(
             f"evolve/equality.{self.mode}.jinja",
             parent=user_prompt(parent),
             child=child["instruction"],
@@ -89,7 +89,7 @@ class EvolvePrompter:
         if self.mode == "chat":
             text = child["instruction"]
         else:
-            text = prompts.render(
+            text = self.prompts.render(
                 "evolve/answer.completion.jinja", instruction=child["instruction"]
             )
         return self._request(f"evolve:{child['id']}:answer", text, self.answer_params)
@@ -119,9 +119,9 @@ class Elimination:
             normalise_text(prompter.rewrite_prompt(operator, "")).lower()
             for operator in EVOLVE_OPERATORS
         )
-        self.markers = tuple(m.lower() for m in prompts.lines("evolve/markers.txt"))
+        self.markers = tuple(m.lower() for m in prompter.prompts.lines("evolve/markers.txt"))
         self.stopwords = frozenset(
-            w for w in prompts.lines("evolve/stopwords.txt") if not w.startswith("#")
+            w for w in prompter.prompts.lines("evolve/stopwords.txt") if not w.startswith("#")
         )
 
     def cheap(self, parent: Record, child_text: str, completion: Completion) -> Verdict:
@@ -165,6 +165,7 @@ class EvolveStage:
     name: ClassVar[str] = "evolve"
     section: ClassVar[str] = "evolve"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "evolve")
+    prompt_folders: ClassVar[tuple[str, ...]] = ("evolve",)
 
     @staticmethod
     def expected_calls(config: Config, records: int) -> int:
@@ -182,7 +183,7 @@ class EvolveStage:
     async def run(self, records: Iterator[Record], ctx: StageContext) -> AsyncIterator[Record]:
         section = _section(ctx.config)
         dispatcher = ctx.dispatcher()
-        prompter = EvolvePrompter(section, dispatcher.teacher.mode)
+        prompter = EvolvePrompter(section, dispatcher.teacher.mode, prompts_for(ctx.config))
         elimination = Elimination(section.elimination, prompter)
         stats = {
             "attempts": 0,

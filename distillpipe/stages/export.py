@@ -241,6 +241,7 @@ class ExportStage:
     name: ClassVar[str] = "export"
     section: ClassVar[str] = "export"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "generate", "export")
+    prompt_folders: ClassVar[tuple[str, ...]] = ("system",)  # the system prompt it adds
 
     def run(self, records: Iterator[Record], ctx: StageContext) -> Iterator[Record]:
         config = ctx.config

@@ -80,6 +80,8 @@ class FilterStage:
     name: ClassVar[str] = "filter"
     section: ClassVar[str] = "filter"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "filter")
+    # refusals and the judge's rubric; perplexity's ``prompt: template`` is generate's
+    prompt_folders: ClassVar[tuple[str, ...]] = ("filters", "generate")
 
     @staticmethod
     def load_input(path: str | Path, config: Config) -> Iterator[Record]:

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import replace
 from typing import ClassVar
 
-from distillpipe import prompts
 from distillpipe.config import Config
 from distillpipe.dispatch import Dispatcher
+from distillpipe.prompts import prompts_for
 from distillpipe.rejection import RejectionSampler
 from distillpipe.stages.base import Record, StageContext
 from distillpipe.teachers.base import Request
@@ -38,7 +38,7 @@ def system_prompt_for(record: Record, config: Config) -> str | None:
         return None
     if choice not in SYSTEM_PRESETS:
         return choice
-    options = prompts.paragraphs(f"system/{choice}.txt")
+    options = prompts_for(config).paragraphs(f"system/{choice}.txt")
     draw = hashlib.sha256(f"{config.seed}:{record['id']}".encode()).digest()
     return options[int.from_bytes(draw[:4], "big") % len(options)]
 
@@ -50,6 +50,7 @@ class RequestBuilder:
     def __init__(self, config: Config, mode: str) -> None:
         section = config.generate
         self.config, self.mode, self.n = config, mode, section.n
+        prompts = prompts_for(config)
         if mode == "chat":
             self.template = prompts.template(f"generate/{section.template}.chat.jinja")
             self.params = section.sampling_params()
@@ -75,6 +76,7 @@ class GenerateStage:
     name: ClassVar[str] = "generate"
     section: ClassVar[str] = "generate"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "generate")
+    prompt_folders: ClassVar[tuple[str, ...]] = ("generate", "system")
 
     @staticmethod
     def expected_calls(config: Config, records: int) -> int:

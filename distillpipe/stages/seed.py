@@ -21,10 +21,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from distillpipe import prompts
 from distillpipe.config import Config, SelfInstructConfig
 from distillpipe.instructions import CandidateChecks, Task, normalised, parse_tasks, stop_sequences
 from distillpipe.novelty import NoveltyIndex
+from distillpipe.prompts import PACKAGED, Prompts, prompts_for
 from distillpipe.records import new_record
 from distillpipe.seeds import load_seeds
 from distillpipe.stages.base import Record, StageContext
@@ -36,11 +36,11 @@ FILTER_NAMES = ("length", "blacklist", "prefix", "format", "duplicate", "rouge_l
 class TaskListPrompter:
     """Builds one Self-Instruct request from the tasks it shows."""
 
-    def __init__(self, section: SelfInstructConfig, mode: str) -> None:
+    def __init__(self, section: SelfInstructConfig, mode: str, prompts: Prompts = PACKAGED) -> None:
         self.section, self.mode = section, mode
         self.template = prompts.template(f"self_instruct/{section.template}.{mode}.jinja")
         self.file_stops = (
-            stop_sequences(f"self_instruct/{section.template}.stop.txt")
+            stop_sequences(f"self_instruct/{section.template}.stop.txt", prompts)
             if mode == "completion"
             else ()
         )
@@ -90,6 +90,7 @@ class Pool:
             max_words=section.max_words,
             blacklist=section.blacklist,
             reject_prefixes=section.reject_prefixes,
+            prompts=prompts_for(ctx.config),
         )
         self.index = NoveltyIndex()
         self.texts: list[str] = []
@@ -136,6 +137,7 @@ class SeedStage:
     name: ClassVar[str] = "seed"
     section: ClassVar[str] = "self_instruct"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "self_instruct")
+    prompt_folders: ClassVar[tuple[str, ...]] = ("self_instruct",)
 
     @staticmethod
     def load_input(path: str | Path, config: Config) -> Iterator[Record]:
@@ -162,7 +164,7 @@ class SeedStage:
         rounds = requests = 0
         if section.target and seeds:
             dispatcher = ctx.dispatcher()
-            prompter = TaskListPrompter(section, dispatcher.teacher.mode)
+            prompter = TaskListPrompter(section, dispatcher.teacher.mode, prompts_for(ctx.config))
             leading_item = dispatcher.teacher.mode == "completion"
             while len(machine) < section.target and rounds < section.max_rounds:
                 batch = []
