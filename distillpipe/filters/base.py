@@ -31,12 +31,12 @@ until enough of them pass.
 A filter may add fields to its entry in the run's stats (``stats()``: the
 execution filter reports its sandbox's isolation level there).
 
-A filter is one module plus one entry in ``FILTERS`` (``type`` → module:class).
+A filter is one module plus one ``distillpipe.filters`` entry point (``type`` →
+module:class) in a pyproject: distillpipe's own for the built-ins.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
 from abc import ABC, abstractmethod
@@ -46,7 +46,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from distillpipe.errors import ConfigError
+from distillpipe import registry
+from distillpipe.registry import load_plugin
 
 if TYPE_CHECKING:
     from distillpipe.config import Config
@@ -54,19 +55,6 @@ if TYPE_CHECKING:
     from distillpipe.teachers.base import SamplingParams
 
 Record = dict[str, Any]
-
-# type → "module:Class"; a new filter adds one line here.
-FILTERS: dict[str, str] = {
-    "length": "distillpipe.filters.length:LengthFilter",
-    "heuristics": "distillpipe.filters.heuristics:HeuristicsFilter",
-    "perplexity": "distillpipe.filters.perplexity:PerplexityFilter",
-    "consistency": "distillpipe.filters.consistency:ConsistencyFilter",
-    "reward": "distillpipe.filters.reward:RewardFilter",
-    "dedup": "distillpipe.filters.dedup:DedupFilter",
-    "decontam": "distillpipe.filters.decontam:DecontamFilter",
-    "reference": "distillpipe.filters.reference:ReferenceFilter",
-    "execution": "distillpipe.filters.execution:ExecutionFilter",
-}
 
 _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")
 
@@ -269,10 +257,8 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
 
 
 def filter_class(type_name: str) -> type[Filter]:
-    if type_name not in FILTERS:
-        raise ConfigError(f"filter type {type_name!r} unknown (known: {', '.join(FILTERS)})")
-    module, _, cls = FILTERS[type_name].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    """A filter type by name, from the ``distillpipe.filters`` entry points."""
+    return load_plugin(registry.FILTERS, type_name, f"filter type {type_name!r} unknown")
 
 
 def build_filter(options: FilterOptions, config: Config | None = None) -> Filter:

@@ -17,15 +17,13 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from distillpipe.errors import ConfigError
-
-ENTRY_POINT_GROUP = "distillpipe.teachers"
+from distillpipe import registry
+from distillpipe.registry import load_plugin
 
 Message = dict[str, str]
 
@@ -242,20 +240,13 @@ class Teacher(ABC):
 
 def teacher_class(backend: str) -> type[Teacher]:
     """Look a backend up by name in the entry-point registry (importing it lazily)."""
-    found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    if backend not in found:
-        known = ", ".join(sorted(found)) or "none registered"
-        raise ConfigError(f"teacher.backend: unknown backend {backend!r} (known: {known})")
-    return found[backend].load()
+    unknown = f"teacher.backend: unknown backend {backend!r}"
+    return load_plugin(registry.TEACHERS, backend, unknown)
 
 
 def teacher_identity(options: TeacherOptions) -> dict[str, Any]:
     """The identity of the teacher these options build, without building it."""
     return teacher_class(options.backend).identify(options)
-
-
-def registered_backends() -> list[str]:
-    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
 def compact_logprobs(logprobs: Any, top_k: int | None = None) -> list[Any] | None:
