@@ -50,8 +50,9 @@ from distillpipe.errors import ConfigError, MissingApiKeyError
 from distillpipe.filters.base import build_filter
 from distillpipe.inputs import input_hash, stage_records
 from distillpipe.io import JsonlWriter
+from distillpipe.manifest import Manifest
 from distillpipe.records import new_record
-from distillpipe.runner import Manifest, enabled_stages
+from distillpipe.runner import enabled_stages
 from distillpipe.runner import stage_hash as runner_stage_hash
 from distillpipe.stages.base import Record, Stage, StageContext, build_teacher
 from distillpipe.teachers.base import Request, Teacher, teacher_identity

@@ -17,7 +17,7 @@ import orjson
 from distillpipe.errors import InputError
 from distillpipe.exporters.select import chosen_index
 from distillpipe.io import read_jsonl
-from distillpipe.runner import MANIFEST
+from distillpipe.manifest import MANIFEST
 from distillpipe.stages import STAGES
 
 EXAMPLES_PER_FILTER = 3

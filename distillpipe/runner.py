@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from distillpipe.config import Config
 from distillpipe.inputs import config_hash, input_hash, stage_records
-from distillpipe.io import STDIO, JsonlWriter, atomic_write_bytes, file_hash
+from distillpipe.io import STDIO, JsonlWriter, file_hash
+from distillpipe.manifest import MANIFEST, Manifest
 from distillpipe.progress import Mode, StageProgress
 from distillpipe.records import content_hash
 from distillpipe.stages import STAGES
@@ -35,7 +34,6 @@ from distillpipe.teachers.base import teacher_identity
 from distillpipe.teachers.cost import BudgetGuard
 from distillpipe.temps import remove_abandoned_temps
 
-MANIFEST = "manifest.json"
 SPEND_LEDGER = "spend.jsonl"  # in the run directory: what every invocation of the run spent
 
 
@@ -207,32 +205,6 @@ def enabled_stages(config: Config) -> list[Stage]:
         if stage.name == "generate" or (section is not None and getattr(section, "enabled", True)):
             chosen.append(stage)
     return chosen
-
-
-class Manifest:
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / MANIFEST
-        self.data: dict[str, Any] = {"stages": {}}
-        if self.path.exists():
-            self.data = orjson.loads(self.path.read_bytes())
-
-    def finished(self, stage: str, input_hash: str, config_hash: str, output: Path) -> bool:
-        entry = self.data["stages"].get(stage)
-        return bool(
-            entry
-            and entry.get("status") == "done"
-            and entry.get("input_hash") == input_hash
-            and entry.get("config_hash") == config_hash
-            and output.exists()
-            and entry.get("output_hash") == file_hash(output)
-        )
-
-    def record(self, stage: str, entry: dict[str, Any]) -> None:
-        self.data["stages"][stage] = entry
-        self.save()
-
-    def save(self) -> None:
-        atomic_write_bytes(self.path, orjson.dumps(self.data, option=orjson.OPT_INDENT_2))
 
 
 def remove_abandoned_run_temps(run_dir: Path) -> None:

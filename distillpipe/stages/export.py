@@ -33,6 +33,7 @@ from distillpipe.exporters.formats import FORMATS, PREFERENCE_FORMATS
 from distillpipe.exporters.logprobs import sidecar_row
 from distillpipe.exporters.select import pick_preference, pick_sft, with_reference
 from distillpipe.io import atomic_write_bytes, write_jsonl
+from distillpipe.manifest import MANIFEST
 from distillpipe.stages.base import Record, StageContext
 from distillpipe.stages.generate import system_prompt_for
 from distillpipe.temps import create_temp_dir
@@ -231,8 +232,6 @@ def _holds_only_an_export(directory: Path) -> bool:
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:
-    from distillpipe.runner import MANIFEST
-
     path = run_dir / MANIFEST
     return orjson.loads(path.read_bytes()) if path.is_file() else None
 
