@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import inspect
 import time
@@ -23,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from distillpipe.config import Config
-from distillpipe.inputs import config_hash, input_hash, stage_records
-from distillpipe.io import STDIO, JsonlWriter, file_hash
-from distillpipe.manifest import MANIFEST, Manifest
+from distillpipe.inputs import config_hash, stage_records
+from distillpipe.io import STDIO, JsonlWriter
+from distillpipe.manifest import MANIFEST
 from distillpipe.progress import Mode, StageProgress
 from distillpipe.records import content_hash
 from distillpipe.stages import STAGES
 from distillpipe.stages.base import Record, Stage, StageContext, expected_counts
-from distillpipe.teachers.base import teacher_identity
 from distillpipe.teachers.cost import BudgetGuard
 from distillpipe.temps import remove_abandoned_temps
 
@@ -217,76 +215,3 @@ def remove_abandoned_run_temps(run_dir: Path) -> None:
         targets += [run_dir / name for name in names]
     for target in targets:
         remove_abandoned_temps(target)
-
-
-def run_pipeline(
-    config: Config,
-    run_dir: Path,
-    input_path: str | Path,
-    *,
-    from_stage: str | None = None,
-    to_stage: str | None = None,
-    progress_mode: Mode = "quiet",
-    budget: BudgetGuard | None = None,
-) -> list[tuple[StageResult, bool]]:
-    """Run every enabled stage in order; returns (result, skipped) per stage."""
-    from distillpipe.executors import executor_for  # the executors import this module
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    remove_abandoned_run_temps(run_dir)
-    manifest = Manifest(run_dir)
-    manifest.data["name"] = config.name
-    manifest.data["config"] = config.public_dump()
-    stages = enabled_stages(config)
-    names = [stage.name for stage in stages]
-    for flag, value in (("--from", from_stage), ("--to", to_stage)):
-        if value is not None and value not in names:
-            from distillpipe.errors import ConfigError
-
-            raise ConfigError(f"{flag} {value}: not a stage of this run ({', '.join(names)})")
-    forced = False
-    results: list[tuple[StageResult, bool]] = []
-    current = input_path
-    identity = functools.cache(lambda: teacher_identity(config.teacher))
-    for stage in stages:
-        forced = forced or stage.name == from_stage
-        output = run_dir / f"{stage.name}.jsonl"
-        hashed_input = input_hash(stage, current, config)
-        hashed_config = stage_hash(config, stage, identity)
-        if not forced and manifest.finished(stage.name, hashed_input, hashed_config, output):
-            previous = manifest.data["stages"][stage.name]
-            result = StageResult(stage.name, previous["records_in"], previous["records_out"])
-            results.append((result, True))
-        else:
-            started_at = time.time()
-            result = executor_for(config).run_stage(
-                stage,
-                config,
-                current,
-                output,
-                rejected_path=run_dir / f"{stage.name}.rejected.jsonl",
-                progress_mode=progress_mode,
-                budget=budget,
-                state_dir=run_dir / "batches",
-            )
-            if budget is not None:
-                manifest.data["spend"] = budget.as_dict()
-            manifest.record(
-                stage.name,
-                {
-                    "status": "done",
-                    "input": str(current),
-                    "input_hash": hashed_input,
-                    "config_hash": hashed_config,
-                    "output": output.name,
-                    "output_hash": file_hash(output),
-                    "started_at": started_at,
-                    "finished_at": time.time(),
-                    **result.as_dict(),
-                },
-            )
-            results.append((result, False))
-        current = output
-        if stage.name == to_stage:
-            break
-    return results

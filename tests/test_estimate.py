@@ -26,7 +26,7 @@ from distillpipe.cli import app
 from distillpipe.config import ConfigSource, load_config, parse_config
 from distillpipe.errors import BudgetExceededError
 from distillpipe.estimate import Plan, StagePlan, plan_run
-from distillpipe.runner import run_pipeline
+from distillpipe.pipeline import run_pipeline
 from distillpipe.teachers.cost import BudgetGuard
 
 SEEDS = ["Name three fruits that are red.", "Explain why the sky is blue.", "Write a haiku."]

@@ -16,8 +16,8 @@ from support import small_llamacpp_config, write_config
 from distillpipe.config import load_config
 from distillpipe.errors import ConfigError
 from distillpipe.io import read_jsonl, write_jsonl
+from distillpipe.pipeline import run_pipeline
 from distillpipe.prompts import PACKAGED, PROMPTS_DIR, Prompts, prompts_for
-from distillpipe.runner import run_pipeline
 
 GENERATE = "generate/default.completion.jinja"
 

@@ -16,7 +16,8 @@ from support import small_llamacpp_config, write_config
 
 from distillpipe.config import load_config
 from distillpipe.io import read_jsonl, write_jsonl
-from distillpipe.runner import run_pipeline, run_stage
+from distillpipe.pipeline import run_pipeline
+from distillpipe.runner import run_stage
 from distillpipe.stages.base import Record, StageContext
 
 

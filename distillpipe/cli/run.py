@@ -20,8 +20,9 @@ from distillpipe.cli.common import (
 )
 from distillpipe.cli.filter import filter_summary
 from distillpipe.errors import ConfigError
+from distillpipe.pipeline import run_pipeline
 from distillpipe.progress import message
-from distillpipe.runner import SPEND_LEDGER, run_pipeline
+from distillpipe.runner import SPEND_LEDGER
 from distillpipe.seeds import HF_PREFIX
 
 

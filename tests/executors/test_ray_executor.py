@@ -42,7 +42,7 @@ from distillpipe.executors.ray_worker import (
 from distillpipe.filters.base import build_filter
 from distillpipe.filters.perplexity import PerplexityOptions
 from distillpipe.io import read_jsonl, read_records, write_jsonl
-from distillpipe.runner import run_pipeline
+from distillpipe.pipeline import run_pipeline
 from distillpipe.stages import stage_named
 from distillpipe.teachers.base import Call, Request, SamplingParams
 from distillpipe.teachers.cost import BudgetGuard

@@ -14,7 +14,8 @@ from support import small_llamacpp_config, write_config
 from distillpipe.config import load_config
 from distillpipe.errors import InputError
 from distillpipe.io import read_jsonl, read_records, write_jsonl
-from distillpipe.runner import run_pipeline, run_stage
+from distillpipe.pipeline import run_pipeline
+from distillpipe.runner import run_stage
 from distillpipe.stages import stage_named
 from distillpipe.stages.export import build_export, write_export
 

@@ -198,7 +198,7 @@ def test_run_chains_generate_and_filter_with_stats_in_the_manifest(tmp_path: Pat
     import orjson
     from support import small_llamacpp_config
 
-    from distillpipe.runner import run_pipeline
+    from distillpipe.pipeline import run_pipeline
 
     source = tmp_path / "prompts.jsonl"
     write_jsonl(source, [{"instruction": f"Name a colour number {i}."} for i in range(3)])
