@@ -14,7 +14,7 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,18 +119,22 @@ def exited(pid: int) -> bool:
     return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
-def children_of(pid: int) -> list[int]:
-    """The pids whose parent is ``pid`` (from /proc; empty where there is none)."""
-    found = []
+def processes() -> Iterator[tuple[int, int, list[str]]]:
+    """``(pid, owner uid, the fields of /proc/PID/stat after the command)`` for every
+    process still listed (state first, then the parent pid); none without /proc."""
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
                 continue
             with contextlib.suppress(OSError):
-                stat = Path(entry.path, "stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-    return found
+                uid = entry.stat().st_uid
+                fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+                yield int(entry.name), uid, fields
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids whose parent is ``pid``."""
+    return [child for child, _, fields in processes() if int(fields[1]) == pid]
 
 
 def kill_group(pgid: int) -> None:

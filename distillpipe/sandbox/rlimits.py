@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from distillpipe.sandbox.base import Isolation, Limits, Program, Runner, which
-from distillpipe.sandbox.process import Supervised
+from distillpipe.sandbox.process import Supervised, processes
 
 MIB = 1 << 20
 
@@ -94,19 +94,10 @@ def reachable_by_others(path: str) -> bool:
 
 
 def processes_of(uid: int) -> list[int]:
-    """The live (not zombie) pids whose owner is ``uid``, from /proc; empty without one."""
-    found = []
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                if entry.stat().st_uid != uid:
-                    continue
-                state = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state not in ("Z", "X"):
-                    found.append(int(entry.name))
-    return found
+    """The live (not zombie) pids whose owner is ``uid``."""
+    return [
+        pid for pid, owner, fields in processes() if owner == uid and fields[0] not in ("Z", "X")
+    ]
 
 
 class RlimitRunner(Runner):
