@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,18 +78,22 @@ def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def tiny_reward_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def save_llama_reward_model(folder: Path, tokenizer: Any, seed: int) -> Path:
+    """A tiny Llama sequence classifier (one label) with random weights, saved to ``folder``."""
     import torch
     from transformers import LlamaForSequenceClassification
 
-    folder = tmp_path_factory.mktemp("tiny-reward-model")
-    tokenizer = build_tokenizer(folder)
     config = tiny_llama_config(tokenizer)
     config.num_labels = 1
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     LlamaForSequenceClassification(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-reward-model")
+    return save_llama_reward_model(folder, build_tokenizer(folder), seed=1)
 
 
 def build_pair_tokenizer(folder: Path):
@@ -171,16 +176,8 @@ def tiny_pair_reward_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bos_chat_reward_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Llama reward model whose chat template writes BOS and whose tokenizer adds it too."""
-    import torch
-    from transformers import LlamaForSequenceClassification
-
     folder = tmp_path_factory.mktemp("tiny-bos-chat-reward-model")
-    tokenizer = build_bos_chat_tokenizer(folder)
-    config = tiny_llama_config(tokenizer)
-    config.num_labels = 1
-    torch.manual_seed(3)
-    LlamaForSequenceClassification(config).save_pretrained(folder)
-    return folder
+    return save_llama_reward_model(folder, build_bos_chat_tokenizer(folder), seed=3)
 
 
 OWN_CONFIG_AND_MODEL = '''
