@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import orjson
 import yaml
 
 
@@ -53,3 +54,36 @@ def processes_with(marker: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def write_records(path: Path, count: int) -> Path:
+    """``count`` records asking for a number in words, ids ``r0``, ``r1``, ..."""
+    path.write_bytes(
+        b"".join(
+            orjson.dumps({"id": f"r{i}", "instruction": f"Say the number {i} in words."}) + b"\n"
+            for i in range(count)
+        )
+    )
+    return path
+
+
+def paid_generate_config(tmp_path: Path, base_url: str, records: int, **teacher: object) -> Path:
+    """A generate-only run of ``records`` records against an openai-compatible endpoint
+    (the fault server) priced at 1000 USD per million tokens; ``config.yaml`` in ``tmp_path``."""
+    path = tmp_path / "config.yaml"
+    data = {
+        "input": "in.jsonl",
+        "run_dir": str(tmp_path / "runs"),
+        "teacher": {
+            "backend": "openai",
+            "model": "gpt-4o-mini",
+            "base_url": base_url,
+            "retry_backoff": 0.02,
+            **teacher,
+        },
+        "generate": {"n": 2, "max_tokens": 100},
+        "cost": {"prices": {"gpt-4o-mini": {"input": 1000.0, "output": 1000.0}}},
+    }
+    path.write_text(yaml.safe_dump(data))
+    write_records(tmp_path / "in.jsonl", records)
+    return path

@@ -20,6 +20,7 @@ import orjson
 import pytest
 import yaml
 from fault_server import FaultServer
+from support import paid_generate_config
 from typer.testing import CliRunner
 
 from distillpipe.cli import app
@@ -257,29 +258,8 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-def write_cli_config(tmp_path: Path, server: FaultServer) -> Path:
-    """A generate-only run of RECORDS records at 1000 USD per million tokens."""
-    path = tmp_path / "config.yaml"
-    data = {
-        "input": "in.jsonl",
-        "run_dir": str(tmp_path / "runs"),
-        "teacher": {
-            "backend": "openai",
-            "model": "gpt-4o-mini",
-            "base_url": f"{server.url}/v1",
-            "retry_backoff": 0.02,
-        },
-        "generate": {"n": 2, "max_tokens": 100},
-        "cost": {"prices": {"gpt-4o-mini": {"input": 1000.0, "output": 1000.0}}},
-    }
-    path.write_text(yaml.safe_dump(data))
-    (tmp_path / "in.jsonl").write_bytes(
-        b"".join(
-            orjson.dumps({"id": f"r{i}", "instruction": f"Say the number {i} in words."}) + b"\n"
-            for i in range(RECORDS)
-        )
-    )
-    return path
+def write_cli_config(tmp_path: Path, server: FaultServer, **teacher: object) -> Path:
+    return paid_generate_config(tmp_path, f"{server.url}/v1", RECORDS, **teacher)
 
 
 def test_the_command_prints_the_table_counts_requests_and_tokens_and_calls_no_api(

@@ -11,20 +11,11 @@ from typing import Any
 
 import orjson
 from fault_server import FaultServer
+from support import write_records
 
 from distillpipe.config import ConfigSource, parse_config
 from distillpipe.runner import StageResult, run_stage
 from distillpipe.stages import stage_named
-
-
-def write_records(path: Path, count: int) -> Path:
-    path.write_bytes(
-        b"".join(
-            orjson.dumps({"id": f"r{i}", "instruction": f"Say the number {i} in words."}) + b"\n"
-            for i in range(count)
-        )
-    )
-    return path
 
 
 def api_config(

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from api_runs import api_config, generate, write_records
+from api_runs import api_config, generate
 from fault_server import FaultServer
+from support import paid_generate_config
 
 from distillpipe.config import PriceConfig
 from distillpipe.errors import BudgetExceededError
@@ -139,23 +139,8 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-def write_cli_config(tmp_path: Path, server: FaultServer, **teacher) -> Path:
-    path = tmp_path / "config.yaml"
-    data = {
-        "input": "in.jsonl",
-        "teacher": {
-            "backend": "openai",
-            "model": "gpt-4o-mini",
-            "base_url": f"{server.url}/v1",
-            "retry_backoff": 0.02,
-            **teacher,
-        },
-        "generate": {"n": 2, "max_tokens": 100},
-        "cost": {"prices": {"gpt-4o-mini": {"input": 1000.0, "output": 1000.0}}},
-    }
-    path.write_text(yaml.safe_dump(data))
-    write_records(tmp_path / "in.jsonl", RECORDS)
-    return path
+def write_cli_config(tmp_path: Path, server: FaultServer, **teacher: object) -> Path:
+    return paid_generate_config(tmp_path, f"{server.url}/v1", RECORDS, **teacher)
 
 
 def test_max_cost_on_the_command_line_is_one_line_and_exit_1(
