@@ -52,10 +52,9 @@ from distillpipe.inputs import input_hash, stage_records
 from distillpipe.io import JsonlWriter
 from distillpipe.manifest import Manifest
 from distillpipe.records import new_record
-from distillpipe.runner import enabled_stages
-from distillpipe.runner import stage_hash as runner_stage_hash
+from distillpipe.runner import enabled_stages, stage_hash
 from distillpipe.stages.base import Record, Stage, StageContext, build_teacher
-from distillpipe.teachers.base import Request, Teacher, teacher_identity
+from distillpipe.teachers.base import Request, Teacher
 from distillpipe.teachers.cost import (
     Price,
     encoding,
@@ -207,7 +206,7 @@ def plan_run(
                     and manifest.finished(
                         stage.name,
                         stage_input_hash(stage, current.path, config),
-                        stage_hash(config, stage),
+                        stage_hash(config, stage, lambda: teacher.identity),
                         output,
                     )
                 ):
@@ -237,10 +236,6 @@ def stage_input(stage: Stage, path: Path, config: Config) -> Iterator[Record]:
 
 def stage_input_hash(stage: Stage, path: Path, config: Config) -> str:
     return input_hash(stage, path, config)
-
-
-def stage_hash(config: Config, stage: Stage) -> str:
-    return runner_stage_hash(config, stage, lambda: teacher_identity(config.teacher))
 
 
 def _replay(
