@@ -7,7 +7,9 @@ import hashlib
 import mmap
 import os
 import struct
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from platformdirs import user_cache_dir
 
@@ -92,22 +94,86 @@ _U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
 
 def gguf_header_length(data: mmap.mmap | bytes) -> int | None:
     """Where a GGUF (v2, v3) file's tensor table ends, or None for anything else."""
+    sections = gguf_sections(data)
+    return None if sections is None else sections[1]
+
+
+def gguf_sections(data: mmap.mmap | bytes) -> tuple[int, int] | None:
+    """Where a GGUF (v2, v3) file's metadata ends and where its tensor table ends,
+    or None for anything else."""
     if data[:4] != b"GGUF" or len(data) < 24 or _U32.unpack_from(data, 4)[0] < 2:
         return None
-    tensors, entries = _U64.unpack_from(data, 8)[0], _U64.unpack_from(data, 16)[0]
-    pos = 24
+    tensors = _U64.unpack_from(data, 8)[0]
     try:
-        for _ in range(entries):
-            pos += 8 + _U64.unpack_from(data, pos)[0]  # the key
-            kind = _U32.unpack_from(data, pos)[0]
-            pos = _skip_value(data, kind, pos + 4)
+        pos = 24
+        for _key, _kind, _start, end in _entries(data):
+            pos = end
+        metadata_end = pos
         for _ in range(tensors):
             pos += 8 + _U64.unpack_from(data, pos)[0]  # the name
             dims = _U32.unpack_from(data, pos)[0]
             pos += 4 + 8 * dims + 4 + 8  # the shape, the type, the offset
-    except (struct.error, ValueError):  # truncated or not really GGUF
+    except (struct.error, ValueError, UnicodeDecodeError):  # truncated or not really GGUF
         return None
-    return pos if pos <= len(data) else None
+    return (metadata_end, pos) if pos <= len(data) else None
+
+
+def _entries(data: mmap.mmap | bytes) -> Iterator[tuple[str, int, int, int]]:
+    """(key, value type, where the value starts, where it ends) of each metadata
+    entry, in file order."""
+    pos = 24
+    for _ in range(_U64.unpack_from(data, 16)[0]):
+        length = _U64.unpack_from(data, pos)[0]
+        key = bytes(data[pos + 8 : pos + 8 + length]).decode()
+        kind = _U32.unpack_from(data, pos + 8 + length)[0]
+        start = pos + 12 + length
+        pos = _skip_value(data, kind, start)
+        yield key, kind, start, pos
+
+
+_SCALARS = {
+    kind: struct.Struct(fmt)
+    for kind, fmt in {
+        0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
+        10: "<Q", 11: "<q", 12: "<d",
+    }.items()
+}  # fmt: skip
+
+
+def gguf_metadata(path: str | Path, keys: Iterable[str]) -> dict[str, Any]:
+    """The values of ``keys`` in a GGUF file's metadata (``tokenizer.chat_template``,
+    ``tokenizer.ggml.bos_token_id``...); a key the file lacks is absent. Read from
+    the header alone: no model is loaded."""
+    wanted = set(keys)
+    found: dict[str, Any] = {}
+    with (
+        Path(path).open("rb") as stream,
+        mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mm,
+    ):
+        if gguf_sections(mm) is None:
+            raise ValueError(f"{path}: not a GGUF file")
+        for key, kind, start, _end in _entries(mm):
+            if key in wanted:
+                found[key] = _read_value(mm, kind, start)[0]
+    return found
+
+
+def _read_value(data: mmap.mmap | bytes, kind: int, pos: int) -> tuple[Any, int]:
+    if kind in _SCALARS:
+        return _SCALARS[kind].unpack_from(data, pos)[0], pos + _SCALARS[kind].size
+    if kind == _STRING:
+        length = _U64.unpack_from(data, pos)[0]
+        end = pos + 8 + length
+        return bytes(data[pos + 8 : end]).decode("utf-8", errors="replace"), end
+    if kind != _ARRAY:
+        raise ValueError(f"unknown GGUF value type {kind}")
+    item, count = _U32.unpack_from(data, pos)[0], _U64.unpack_from(data, pos + 4)[0]
+    pos += 12
+    values = []
+    for _ in range(count):
+        value, pos = _read_value(data, item, pos)
+        values.append(value)
+    return values, pos
 
 
 def _skip_value(data: mmap.mmap | bytes, kind: int, pos: int) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fault_server import FaultServer
+from gguf_files import GEMMA3_CHAT_TEMPLATE, with_string_metadata
 from support import wait_for_http
 
 from distillpipe.models import embedded_gguf_path
@@ -27,6 +28,13 @@ def private_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def gguf_path() -> Path:
     return embedded_gguf_path()
+
+
+@pytest.fixture(scope="session")
+def gemma_with_chat_template(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded gemma with Gemma 3's chat template in its metadata (it ships none)."""
+    target = tmp_path_factory.mktemp("gguf") / "gemma-3-270m-chat-template.gguf"
+    return with_string_metadata(gguf_path, target, "tokenizer.chat_template", GEMMA3_CHAT_TEMPLATE)
 
 
 @pytest.fixture(scope="session")

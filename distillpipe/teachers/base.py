@@ -144,6 +144,11 @@ class TeacherOptions(BaseModel):
         that change the answer. The cache key hashes this."""
         return params.as_dict()
 
+    def chat_template_source(self) -> str | None:
+        """Where the model keeps its own chat template (a GGUF file, a Hugging Face
+        tokenizer), for Magpie's pre-query; None when the backend cannot tell."""
+        return None
+
     def option_problem(self) -> tuple[str, str] | None:
         """An option the model cannot take: (its key under ``teacher``, why)."""
         return None

@@ -44,6 +44,9 @@ class LlamaCppOptions(TeacherOptions):
     )
     logits_all: bool = Field(False, description="needed for top_logprobs; slower")
 
+    def chat_template_source(self) -> str | None:
+        return str(resolve_gguf(self.model_path))
+
 
 class LlamaCppTeacher(Teacher):
     name = "llamacpp"

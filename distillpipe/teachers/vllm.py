@@ -59,6 +59,9 @@ class VllmOptions(TeacherOptions):
         default_factory=dict, description="any other vllm.LLM keyword argument"
     )
 
+    def chat_template_source(self) -> str | None:
+        return self.model  # its Hugging Face tokenizer
+
     @model_validator(mode="after")
     def _vllm_is_installed(self) -> VllmOptions:
         if not vllm_installed():
