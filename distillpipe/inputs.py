@@ -10,6 +10,7 @@ stage can start ``generate`` from a Hugging Face dataset.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def input_hash(stage: object, path: str | Path, config: Config) -> str:
     A CSV or text file that a stage converts through the seed loaders also
     hashes the loader settings: they are no part of that stage's config hash.
     """
+    if str(path) == os.devnull:  # a run whose first stage makes its own records (magpie)
+        return content_hash(None)
     converted = not hasattr(stage, "load_input") and is_seed_source(path)
     if Path(path).is_file() and not converted:
         return file_hash(path)

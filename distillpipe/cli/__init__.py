@@ -20,6 +20,7 @@ from distillpipe.cli.evolve import evolve
 from distillpipe.cli.export import export
 from distillpipe.cli.filter import filter
 from distillpipe.cli.generate import generate
+from distillpipe.cli.magpie import magpie
 from distillpipe.cli.report import report
 from distillpipe.cli.run import run
 from distillpipe.cli.seed import seed
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 app.command()(run)
 app.command()(seed)
+app.command()(magpie)
 app.command()(evolve)
 app.command()(generate)
 app.command(name="filter")(filter)

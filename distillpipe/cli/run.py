@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +23,7 @@ from distillpipe.cli.filter import filter_summary
 from distillpipe.errors import ConfigError
 from distillpipe.pipeline import run_pipeline
 from distillpipe.progress import message
-from distillpipe.runner import SPEND_LEDGER
+from distillpipe.runner import SPEND_LEDGER, enabled_stages
 from distillpipe.seeds import HF_PREFIX
 
 
@@ -44,8 +45,12 @@ def run(
     resolved = load(config, set, executor)
     mode = mode_for(quiet)
     if resolved.input is None:
-        raise ConfigError(f"{config}: input: `run` needs the records file to start from")
-    input_path = config_input(resolved.input, config)
+        first = enabled_stages(resolved)[0]
+        if getattr(first, "needs_input", True):
+            raise ConfigError(f"{config}: input: `run` needs the records file to start from")
+        input_path = os.devnull  # the first stage (magpie) makes its own records
+    else:
+        input_path = config_input(resolved.input, config)
     if not input_path.startswith(HF_PREFIX) and not Path(input_path).exists():
         raise ConfigError(f"{config}: input: no such file: {input_path}")
     target = run_dir or Path(resolved.run_dir) / resolved.name

@@ -7,10 +7,12 @@ from distillpipe.stages.evolve import EvolveStage
 from distillpipe.stages.export import ExportStage
 from distillpipe.stages.filter import FilterStage
 from distillpipe.stages.generate import GenerateStage
+from distillpipe.stages.magpie import MagpieStage
 from distillpipe.stages.seed import SeedStage
 
 STAGES: list[Stage] = [
     SeedStage(),
+    MagpieStage(),
     EvolveStage(),
     GenerateStage(),
     FilterStage(),
