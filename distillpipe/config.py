@@ -85,6 +85,27 @@ class UntilConfig(StrictModel):
         return self
 
 
+class ConversationConfig(StrictModel):
+    """generate's conversation mode: from the record's first user turn, a simulated user
+    and the teacher take turns (``stages/conversation.py``)."""
+
+    turns: int = Field(3, ge=1, le=64, description="assistant turns per conversation")
+    user: Literal["simulator", "magpie"] = Field(
+        "simulator",
+        description="simulator: the teacher plays the user (prompts/conversation/user.*); "
+        "magpie: the model writes the next user turn from its chat template's pre-query",
+    )
+    user_sampling: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(temperature=0.9, max_tokens=128),
+        description="sampling of the simulated user turns",
+    )
+    chat_template: str | None = Field(
+        None,
+        description="user: magpie: a GGUF or Hugging Face tokenizer whose chat template to "
+        "use; default: the teacher's own model",
+    )
+
+
 class GenerateConfig(SamplingConfig):
     n: int = Field(1, ge=1, le=128, description="teacher samples per record")
     until: UntilConfig | None = Field(
@@ -95,6 +116,36 @@ class GenerateConfig(SamplingConfig):
     )
     template: str = Field("default", description="a template name in prompts/generate/")
     batch_size: int = Field(64, ge=1, description="records resolved per dispatch batch")
+    conversation: ConversationConfig | None = Field(
+        None, description="multi-turn conversations instead of single answers"
+    )
+
+    @model_validator(mode="after")
+    def _one_answer_per_turn(self) -> GenerateConfig:
+        if self.conversation is not None and (self.n != 1 or self.until is not None):
+            raise ValueError("conversation mode answers each turn once: n: 1 and no until")
+        return self
+
+
+class MagpieConfig(SamplingConfig):
+    """The ``magpie`` stage: instructions an aligned model writes from its chat
+    template's pre-query alone (Xu et al. 2024)."""
+
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(128, ge=1)
+    count: int = Field(100, ge=0, description="distinct instructions to keep")
+    max_samples: int | None = Field(
+        None, ge=1, description="samples drawn at most; default: twice count"
+    )
+    chat_template: str | None = Field(
+        None,
+        description="a GGUF or Hugging Face tokenizer (folder or id) whose chat template to "
+        "use; default: the teacher's own model",
+    )
+    system_prompt: str | None = Field(None, description="a system message before the user turn")
+    keep_truncated: bool = Field(False, description="keep instructions cut by max_tokens")
+    batch_size: int = Field(16, ge=1, description="samples asked for at once")
 
 
 EVOLVE_OPERATORS = (
@@ -301,6 +352,7 @@ class Config(StrictModel):
     teacher: SerializeAsAny[TeacherOptions]
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     self_instruct: SelfInstructConfig | None = None
+    magpie: MagpieConfig | None = None
     evolve: EvolveConfig | None = None
     filter: list[SerializeAsAny[FilterOptions]] | None = Field(
         None, description="filters applied in order; each item picks its filter by `type`"
@@ -462,6 +514,7 @@ def parse_config(data: dict[str, Any], source: ConfigSource) -> Config:
         _raise_validation(exc, (), source)
     _check_teacher_takes(config, source)
     _check_until(config, source)
+    _check_raw_prompts(config, source)
     config._secrets = frozenset(secrets)
     return config
 
@@ -472,6 +525,11 @@ def teacher_sampling(config: Config) -> Iterator[tuple[Loc, dict[str, str], Samp
     yield ("generate",), {}, config.generate.sampling_params()
     if config.self_instruct is not None:
         yield ("self_instruct",), {}, config.self_instruct.sampling_params()
+    if config.magpie is not None:
+        yield ("magpie",), {}, config.magpie.sampling_params()
+    if config.generate.conversation is not None:
+        where = ("generate", "conversation", "user_sampling")
+        yield where, {}, config.generate.conversation.user_sampling.sampling_params()
     if config.evolve is not None:
         yield ("evolve",), {}, config.evolve.sampling_params()
         checks, where = config.evolve.elimination, ("evolve", "elimination")
@@ -523,6 +581,20 @@ def _check_until(config: Config, source: ConfigSource) -> None:
         raise ConfigError(
             f"{source.where(loc)}: generate.until.filter: {until.filter!r} cannot decide "
             f"which samples pass: {problem}"
+        )
+
+
+def _check_raw_prompts(config: Config, source: ConfigSource) -> None:
+    """Magpie sends raw prompts cut from a chat template: the teacher must take them."""
+    conversation = config.generate.conversation
+    wanted = [("magpie",)] if config.magpie is not None else []
+    if conversation is not None and conversation.user == "magpie":
+        wanted.append(("generate", "conversation", "user"))
+    if wanted and config.teacher.mode != "completion":
+        loc: Loc = wanted[0]
+        raise ConfigError(
+            f"{source.where(loc)}: {_dotted(loc)}: Magpie sends raw prompts; set "
+            "teacher.mode: completion (llamacpp, vllm or a completions endpoint)"
         )
 
 
@@ -584,7 +656,19 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         if not folder.is_dir():
             raise ConfigError(f"{source.where(('prompts_dir',))}: no such folder: {folder}")
         config.prompts_dir = str(folder)
+    for section in (config.magpie, config.generate.conversation):
+        if section is not None and section.chat_template is not None:
+            section.chat_template = _beside_config(section.chat_template, path)
     return config
+
+
+def _beside_config(value: str, config_path: str | Path) -> str:
+    """A relative path that names a file or folder beside the config becomes that path;
+    anything else (a Hugging Face id) stays as written."""
+    candidate = Path(value).expanduser()
+    if not candidate.is_absolute() and (Path(config_path).parent / candidate).exists():
+        return str(Path(config_path).parent / candidate)
+    return str(candidate) if candidate.is_absolute() else value
 
 
 def show(config: Config) -> str:

@@ -20,6 +20,7 @@ from distillpipe.dispatch import Dispatcher
 from distillpipe.prompts import prompts_for
 from distillpipe.rejection import RejectionSampler
 from distillpipe.stages.base import Record, StageContext
+from distillpipe.stages.conversation import converse
 from distillpipe.teachers.base import Request
 
 SYSTEM_PRESETS = ("none", "plain", "cot", "orca")
@@ -76,13 +77,15 @@ class GenerateStage:
     name: ClassVar[str] = "generate"
     section: ClassVar[str] = "generate"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "generate")
-    prompt_folders: ClassVar[tuple[str, ...]] = ("generate", "system")
+    prompt_folders: ClassVar[tuple[str, ...]] = ("generate", "system", "conversation")
 
     @staticmethod
     def expected_calls(config: Config, records: int) -> int:
-        until = config.generate.until
+        until, conversation = config.generate.until, config.generate.conversation
         if until is not None:  # the first round; later rounds depend on the filter
             return records * min(until.step, until.max_samples)
+        if conversation is not None:  # every assistant turn, and every user turn but the first
+            return records * (2 * conversation.turns - 1)
         return records * config.generate.n
 
     def teacher_requests(
@@ -90,6 +93,8 @@ class GenerateStage:
     ) -> Iterator[Request]:
         """The requests ``run`` sends for these records, for an executor that answers
         them elsewhere first (Ray) and lets ``run`` replay them from the cache."""
+        if config.generate.conversation is not None:
+            return  # each turn depends on the one before: run asks them itself
         build_request = RequestBuilder(config, mode)
         until = config.generate.until
         for record in records:
@@ -100,6 +105,10 @@ class GenerateStage:
             )
 
     async def run(self, records: Iterator[Record], ctx: StageContext) -> AsyncIterator[Record]:
+        if ctx.config.generate.conversation is not None:
+            async for record in converse(records, ctx, system_prompt_for):
+                yield record
+            return
         dispatcher = ctx.dispatcher()
         build_request = RequestBuilder(ctx.config, dispatcher.teacher.mode)
         if ctx.config.generate.until is not None:
