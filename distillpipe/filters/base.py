@@ -89,6 +89,11 @@ class FilterOptions(BaseModel):
     type: str
     name: str | None = Field(None, description="the key under scores; default: the type")
     batch_size: int = Field(256, ge=1, description="records per score() call")
+    turns: Literal["each", "whole"] = Field(
+        "each",
+        description="conversations (records with messages): judge every assistant turn, or "
+        "the whole conversation as one",
+    )
 
     @property
     def filter_name(self) -> str:

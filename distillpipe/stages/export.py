@@ -27,11 +27,13 @@ from typing import Any, ClassVar
 import orjson
 
 from distillpipe.config import Config, ExportConfig
+from distillpipe.conversations import assistant_responses
 from distillpipe.errors import InputError
 from distillpipe.exporters import card, hf
 from distillpipe.exporters.formats import FORMATS, PREFERENCE_FORMATS
 from distillpipe.exporters.logprobs import sidecar_row
-from distillpipe.exporters.select import pick_preference, pick_sft, with_reference
+from distillpipe.exporters.multi_turn import conversation_row
+from distillpipe.exporters.select import NO_RESPONSE, pick_preference, pick_sft, with_reference
 from distillpipe.io import atomic_write_bytes, write_jsonl
 from distillpipe.manifest import MANIFEST
 from distillpipe.stages.base import Record, StageContext
@@ -98,6 +100,18 @@ def build_export(records: Iterable[Record], config: Config) -> Exported:
     for position, record in enumerate(records):
         result.records_in += 1
         models.update(r.get("model") or "" for r in record.get("responses") or [])
+        if "messages" in record:  # a conversation: its system prompt is in its messages
+            models.update(r.get("model") or "" for r in assistant_responses(record))
+            row, reason = conversation_row(
+                record, section.format, section.conversational, section.system_prompt
+            )
+            if row is None:
+                result.skipped[reason or NO_RESPONSE] += 1
+                continue
+            key = shuffle_key(config.seed, record) if section.shuffle else b""
+            sidecars = [sidecar_row(record, None)] if section.logprobs else []
+            kept.append(_Kept(key, position, [row], sidecars))
+            continue
         system = system_prompt_for(record, config) if section.system_prompt else None
         if section.format in PREFERENCE_FORMATS:
             picked, reason = pick_preference(record, system)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from distillpipe.config import Config
 from distillpipe.filters.base import Filter, Verdict, build_filter, filter_class, percentile
+from distillpipe.filters.turns import decide_with_turns, score_values, score_with_turns
 from distillpipe.io import read_records, read_records_with_lines
 from distillpipe.stages.base import Record, StageContext
 
@@ -130,8 +131,8 @@ class FilterStage:
     ) -> AsyncIterator[list[Record]]:
         if not filter.needs_all_scores:
             async for batch in batches:
-                scores = await self.score_batch(filter, batch)
-                stats.add_values(map(filter.value, scores))
+                scores = await score_with_turns(filter, batch, self.score_batch)
+                stats.add_values(score_values(filter, scores))
                 if kept := self._decide(filter, batch, scores, ctx, stats):
                     yield kept
             return
@@ -139,8 +140,8 @@ class FilterStage:
         scores = []
         async for batch in batches:
             records.extend(batch)
-            scores.extend(await self.score_batch(filter, batch))
-        values = [filter.value(score) for score in scores]
+            scores.extend(await score_with_turns(filter, batch, self.score_batch))
+        values = score_values(filter, scores)
         stats.add_values(values)
         filter.fit(values)
         for start in range(0, len(records), filter.options.batch_size):
@@ -157,10 +158,10 @@ class FilterStage:
         stats: FilterStats,
     ) -> list[Record]:
         """The records of ``batch`` that ``filter`` keeps; the others go to the rejected file."""
-        name, decide = filter.name, filter.decide
+        name = filter.name
         kept = []
         for record, score in zip(batch, scores, strict=True):
-            verdict: Verdict = decide(record, score)
+            verdict: Verdict = decide_with_turns(filter, record, score)
             if verdict.score is not None:
                 if "scores" in record:
                     record["scores"][name] = verdict.score

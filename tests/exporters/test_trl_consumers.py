@@ -69,12 +69,26 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(directory)
 
 
-def exported_dataset(tmp_path: Path, **export: object):
+def conversations(count: int = 4) -> list[dict]:
+    """Three-turn records as generate's conversation mode writes them."""
+    out = []
+    for i in range(count):
+        messages = [{"role": "system", "content": "Answer in one sentence."}] if i % 2 else []
+        for turn in range(3):
+            messages += [
+                {"role": "user", "content": f"What is {i} plus {turn}?"},
+                {"role": "assistant", "content": f"The answer is {i + turn}."},
+            ]
+        out.append({"id": f"c{i}", "instruction": messages[-6]["content"], "messages": messages})
+    return out
+
+
+def exported_dataset(tmp_path: Path, source: list[dict] | None = None, **export: object):
     from datasets import load_dataset
 
     data = {**small_llamacpp_config(), "export": export}
     config = load_config(write_config(tmp_path / "config.yaml", data))
-    write_export(build_export(records(), config), config, tmp_path / "out", None)
+    write_export(build_export(source or records(), config), config, tmp_path / "out", None)
     return load_dataset(
         "json", data_files=str(tmp_path / "out" / "train.jsonl"), split="train",
         cache_dir=str(tmp_path / "hf-cache"),
@@ -142,3 +156,18 @@ def test_dpo_pairs_train_in_trl_dpo_trainer(tmp_path: Path, tiny_model: str):
     steps = [log for log in trainer.state.log_history if "loss" in log]
     assert len(steps) == 2
     assert all("rewards/margins" in step for step in steps)
+
+
+@pytest.mark.parametrize(
+    ("format", "column", "formatting_func"),
+    [("messages", "messages", None), ("sharegpt", "conversations", sharegpt_text)],
+)
+def test_multi_turn_exports_train_in_trl_sft_trainer(
+    tmp_path: Path, tiny_model: str, format: str, column: str, formatting_func
+):
+    dataset = exported_dataset(tmp_path, conversations(), format=format)
+    assert set(dataset.column_names) == {column}
+    assert sorted(len(row[column]) for row in dataset) == [6, 6, 7, 7]  # 3 turns (+ system)
+    steps = sft_steps(tmp_path, tiny_model, dataset, formatting_func)
+    assert len(steps) == 2
+    assert all(step["loss"] > 0 for step in steps)
