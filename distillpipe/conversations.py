@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from distillpipe.io import NumberedRecord, input_line
+
 Record = dict[str, Any]
 TurnScope = Literal["each", "whole"]
 JOINER = "\n\n"
@@ -46,12 +48,18 @@ def _exchanges(record: Record) -> list[tuple[str, dict[str, Any]]]:
 def turn_views(record: Record, scope: TurnScope) -> list[Record]:
     """The single-turn records a filter judges in place of the conversation."""
     base = {k: v for k, v in record.items() if k not in ("messages", "input", "selection")}
+    line = input_line(record)
+
+    def view(instruction: str, answer: dict[str, Any]) -> Record:
+        shaped = {**base, "instruction": instruction, "responses": [answer]}
+        return shaped if line is None else NumberedRecord(shaped, line)  # dedup names the line
+
     exchanges = _exchanges(record)
     if scope == "each":
-        return [{**base, "instruction": user, "responses": [answer]} for user, answer in exchanges]
+        return [view(user, answer) for user, answer in exchanges]
     users = JOINER.join(user for user, _ in exchanges)
     answer = {"text": JOINER.join(a["text"] for _, a in exchanges), "sample": 0}
     models = {a.get("model") for _, a in exchanges} - {None}
     if len(models) == 1:
         answer["model"] = models.pop()
-    return [{**base, "instruction": users, "responses": [answer]}]
+    return [view(users, answer)]

@@ -129,7 +129,8 @@ def rules_for(stage: Stage, config: Config) -> StageRules:
         )
     if stage.name == "generate":
         return StageRules(
-            requests_follow_answers=False,
+            # a conversation's next turn is built from the turns before it
+            requests_follow_answers=config.generate.conversation is not None,
             calls_follow_answers=False,
         )
     if stage.name == "filter":

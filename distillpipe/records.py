@@ -6,6 +6,8 @@
     system       str, optional
     origin       {stage, parent_id?, operator?, round?}
     responses    [{text, model, finish_reason, usage, sample, logprobs?}]
+    messages     [{role, content}], optional: a whole conversation (generate's
+                 conversation mode), with ``conversation`` {assistant, users, ended?}
     scores       {filter_name: number | object}
     meta         free-form, carried through untouched
 
@@ -40,6 +42,8 @@ class Record(TypedDict, total=False):
     system: str
     origin: dict[str, Any]
     responses: list[Response]
+    messages: list[dict[str, str]]
+    conversation: dict[str, Any]
     scores: dict[str, Any]
     meta: dict[str, Any]
 

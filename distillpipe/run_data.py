@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from distillpipe.conversations import assistant_responses, is_conversation
 from distillpipe.errors import InputError
 from distillpipe.exporters.select import chosen_index
 from distillpipe.io import read_jsonl
@@ -99,6 +100,8 @@ def numeric(value: Any) -> float | None:
 
 def response_text(record: dict[str, Any]) -> str:
     responses = record.get("responses") or []
+    if not responses and is_conversation(record):  # a conversation shows its first answer
+        return next(iter(assistant_responses(record)), {}).get("text", "")
     return responses[chosen_index(record)].get("text", "") if responses else ""
 
 
@@ -217,7 +220,7 @@ def collect(run_dir: Path) -> RunData:
 
 def _count_lengths(data: RunData, stage: str, record: dict[str, Any]) -> None:
     data.instruction_words.setdefault(stage, []).append(len(record["instruction"].split()))
-    for response in record.get("responses") or []:
+    for response in record.get("responses") or assistant_responses(record):
         usage = response.get("usage") or {}
         answer_tokens = (usage.get("completion_tokens") or 0) - usage.get("reasoning_tokens", 0)
         tokens = answer_tokens if answer_tokens > 0 else len(response.get("text", "").split())

@@ -10,8 +10,7 @@ import orjson
 import typer
 
 from distillpipe.cli.common import SetOption, load
-from distillpipe.cli.run import config_input
-from distillpipe.errors import ConfigError
+from distillpipe.cli.run import run_input
 from distillpipe.estimate import Plan, StagePlan, plan_run
 
 AT_MOST, ABOUT = "≤ ", "~ "
@@ -39,9 +38,7 @@ def estimate(
     against the cache. Nothing is sent, started or written.
     """
     resolved = load(config, set)
-    if input is None and resolved.input is None:
-        raise ConfigError(f"{config}: input: give --input or set input in the config")
-    source = str(input) if input is not None else config_input(resolved.input or "", config)
+    source = str(input) if input is not None else run_input(resolved, config)
     target = run_dir or Path(resolved.run_dir) / resolved.name
     plan = plan_run(resolved, target, source, from_stage=from_stage, to_stage=to_stage)
     typer.echo(_as_json(plan) if json else render(plan, target))

@@ -20,6 +20,7 @@ from distillpipe.cli.common import (
     summary,
 )
 from distillpipe.cli.filter import filter_summary
+from distillpipe.config import Config
 from distillpipe.errors import ConfigError
 from distillpipe.pipeline import run_pipeline
 from distillpipe.progress import message
@@ -44,13 +45,7 @@ def run(
     """Run every configured stage; finished stages whose inputs and config match are skipped."""
     resolved = load(config, set, executor)
     mode = mode_for(quiet)
-    if resolved.input is None:
-        first = enabled_stages(resolved)[0]
-        if getattr(first, "needs_input", True):
-            raise ConfigError(f"{config}: input: `run` needs the records file to start from")
-        input_path = os.devnull  # the first stage (magpie) makes its own records
-    else:
-        input_path = config_input(resolved.input, config)
+    input_path = run_input(resolved, config)
     if not input_path.startswith(HF_PREFIX) and not Path(input_path).exists():
         raise ConfigError(f"{config}: input: no such file: {input_path}")
     target = run_dir or Path(resolved.run_dir) / resolved.name
@@ -70,6 +65,16 @@ def run(
         if not skipped:
             filter_summary(result, mode)
     message(mode, f"run directory: {target}")
+
+
+def run_input(config: Config, config_path: Path) -> str:
+    """What a run starts from: the config's ``input``, or nothing (``os.devnull``) when
+    its first stage makes its own records (``needs_input = False``: magpie)."""
+    if config.input is not None:
+        return config_input(config.input, config_path)
+    if getattr(enabled_stages(config)[0], "needs_input", True):
+        raise ConfigError(f"{config_path}: input: `run` needs the records file to start from")
+    return os.devnull
 
 
 def config_input(value: str, config_path: Path) -> str:

@@ -7,7 +7,7 @@ instruction; ``generate`` then answers it as it answers any record. Every draw
 is the same prompt with its own sample index, so n instructions have n cache
 keys (and n sampling seeds): a rerun asks nothing, a killed run resumes.
 
-A draw that is empty, cut by ``max_tokens`` (unless ``keep_truncated``) or an
+A draw cut by ``max_tokens`` (unless ``keep_truncated``), empty, or an
 exact duplicate of an instruction already kept goes to the rejected file with
 its reason. Draws go on in batches until ``count`` instructions are kept or
 ``max_samples`` are drawn. Records read from the input pass through first (so
@@ -94,10 +94,10 @@ class MagpieStage:
                 text = completion.text.strip()
                 origin = {"stage": self.name, "sample": sample, "model": model}
                 reason = None
-                if not text:
-                    reason = ("empty", "the model wrote no user turn")
-                elif completion.finish_reason == "length" and not section.keep_truncated:
+                if completion.finish_reason == "length" and not section.keep_truncated:
                     reason = ("truncated", f"cut at max_tokens ({section.max_tokens})")
+                elif not text:
+                    reason = ("empty", "the model wrote no user turn")
                 elif normalised(text) in seen:
                     reason = ("duplicate", "the same instruction is already kept")
                 if reason is not None:

@@ -65,3 +65,18 @@ def test_the_whole_conversation_can_be_judged_as_one(tmp_path: Path):
     kept, rejected = filtered(tmp_path, records, turns="whole")
     assert [r["id"] for r in kept] == ["bad"] and rejected == []
     assert isinstance(kept[0]["scores"]["length"], dict)  # the one score of the whole
+
+
+def test_dedup_names_the_line_of_the_conversation_a_turn_repeats(tmp_path: Path):
+    data = small_llamacpp_config()
+    data["filter"] = [{"type": "dedup"}]
+    config = load_config(write_config(tmp_path / "config.yaml", data))
+    records = [conversation("one", [LONG, "Fish swim in it."]), conversation("two", [LONG, LONG])]
+    write_jsonl(tmp_path / "in.jsonl", records)
+    run_stage(
+        stage_named("filter"), config, tmp_path / "in.jsonl", tmp_path / "out.jsonl",
+        rejected_path=tmp_path / "rejected.jsonl",
+    )  # fmt: skip
+    (rejected,) = read_records(tmp_path / "rejected.jsonl")
+    assert rejected["id"] == "two" and rejected["reject"]["reason"].startswith("turn 1: ")
+    assert "line 1" in rejected["reject"]["reason"]
