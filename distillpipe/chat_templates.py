@@ -12,8 +12,9 @@ Templates come from where the model keeps them:
 - a GGUF file's metadata (``tokenizer.chat_template``), read from its header and
   rendered by llama-cpp-python's ``Jinja2ChatFormatter``: what llama.cpp's chat
   mode renders for that file;
-- a Hugging Face tokenizer (a folder or a hub id in the local cache), rendered by
-  its own ``apply_chat_template``.
+- a Hugging Face tokenizer (a folder or a hub id in the local cache): its
+  ``chat_template``, BOS and EOS, rendered the same way (the tests check the cut
+  against the tokenizer's own ``apply_chat_template``).
 
 BOS: templates open with ``bos_token``, and so does the tokenizer of a backend
 that takes raw prompts when its vocabulary says to add one (llama.cpp's
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from distillpipe.errors import ConfigError, MissingDependencyError
@@ -35,6 +37,9 @@ from distillpipe.teachers.base import TeacherOptions
 Message = dict[str, str]
 Render = Callable[[list[Message], bool], str]  # (messages, add_generation_prompt) -> text
 
+# Templates that print today's date (Llama 3.1+ through ``strftime_now``) see this one, so
+# a prompt, and with it a cache key, never depends on the clock; it is Llama 3's fallback.
+FIXED_DATE = datetime(2024, 7, 26)
 SENTINEL = "DISTILLPIPEMAGPIEUSERTURN"  # plain letters: no template filter (trim, escape) alters it
 
 
@@ -116,8 +121,6 @@ GGUF_KEYS = (
 
 
 def gguf_chat_template(path: str | Path) -> ChatTemplate:
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
     metadata = gguf_metadata(path, GGUF_KEYS)
     template = metadata.get("tokenizer.chat_template")
     if not template:
@@ -136,8 +139,20 @@ def gguf_chat_template(path: str | Path) -> ChatTemplate:
     adds_bos = metadata.get(
         "tokenizer.ggml.add_bos_token", metadata.get("tokenizer.ggml.model") == "llama"
     )
+    return ChatTemplate(str(path), llama_cpp_render(template, bos, eos), bos, eos, bool(adds_bos))
+
+
+def llama_cpp_render(template: str, bos: str, eos: str) -> Render:
+    """``template`` rendered as llama-cpp-python renders a GGUF's template, on FIXED_DATE."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    class FixedDateFormatter(Jinja2ChatFormatter):
+        @staticmethod
+        def strftime_now(format: str) -> str:
+            return FIXED_DATE.strftime(format)
+
     formatters = {
-        generation: Jinja2ChatFormatter(
+        generation: FixedDateFormatter(
             template, eos_token=eos, bos_token=bos, add_generation_prompt=generation
         )
         for generation in (False, True)
@@ -146,7 +161,7 @@ def gguf_chat_template(path: str | Path) -> ChatTemplate:
     def render(messages: list[Message], add_generation_prompt: bool) -> str:
         return formatters[add_generation_prompt](messages=messages).prompt
 
-    return ChatTemplate(str(path), render, bos, eos, bool(adds_bos))
+    return render
 
 
 def hf_chat_template(name: str) -> ChatTemplate:
@@ -164,11 +179,9 @@ def hf_chat_template(name: str) -> ChatTemplate:
     encoded = tokenizer("x", add_special_tokens=True)["input_ids"]
     adds_bos = bool(bos) and bool(encoded) and encoded[0] == tokenizer.bos_token_id
 
-    def render(messages: list[Message], add_generation_prompt: bool) -> str:
-        return tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=add_generation_prompt
-        )
-
+    # rendered as a GGUF's template is (the Jinja set-up transformers uses too), since
+    # apply_chat_template gives a template no way to see a fixed date
+    render = llama_cpp_render(tokenizer.chat_template, bos, eos)
     return ChatTemplate(name, render, bos, eos, adds_bos)
 
 

@@ -12,6 +12,7 @@ from distillpipe.chat_templates import (
     ChatTemplate,
     gguf_chat_template,
     hf_chat_template,
+    llama_cpp_render,
     load_chat_template,
 )
 from distillpipe.errors import ConfigError
@@ -101,6 +102,25 @@ def test_a_hugging_face_tokenizers_template_gives_the_same_cut(tmp_path: Path):
     assert not template.adds_bos
     assert template.pre_query(HISTORY) == expected and expected.startswith("<s>")
     assert template.user_turn_stops() == ("<|im_end|>", "</s>")
+
+
+DATED = (
+    "{{ bos_token }}Today Date: {{ strftime_now('%d %b %Y') }}\n"
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|eot|>{% endfor %}"
+)
+
+
+def test_a_template_that_prints_todays_date_sees_a_fixed_one(tmp_path: Path):
+    """Llama 3.1+ templates print the date: the prompt (the cache key) must not follow the clock."""
+    from filters.tiny_models import build_tokenizer
+
+    tokenizer = build_tokenizer(tmp_path)
+    tokenizer.chat_template = DATED
+    tokenizer.save_pretrained(tmp_path)
+    expected = "Today Date: 26 Jul 2024\n<|user|>"
+    assert hf_chat_template(str(tmp_path)).pre_query().endswith(expected)
+    template = ChatTemplate("t", llama_cpp_render(DATED, "<s>", "</s>"), "<s>", "</s>", True)
+    assert template.pre_query() == expected
 
 
 def test_a_template_that_does_not_show_the_content_verbatim_is_refused():
