@@ -238,6 +238,7 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
 
 class ExportStage:
     name: ClassVar[str] = "export"
+    position: ClassVar[int] = 500
     section: ClassVar[str] = "export"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "generate", "export")
     prompt_folders: ClassVar[tuple[str, ...]] = ("system",)  # the system prompt it adds
