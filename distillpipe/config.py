@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from distillpipe import registry
 from distillpipe.errors import ConfigError
@@ -220,13 +221,14 @@ class ExecutorConfig(StrictModel):
         return {"ray": "ray"} if self.type == "ray" else {}
 
 
-ExportFormat = Literal["messages", "sharegpt", "alpaca", "prompt-completion", "dpo"]
-
-
 class ExportConfig(StrictModel):
     """How the export stage turns records into a training dataset."""
 
-    format: ExportFormat = "messages"
+    format: str = Field(
+        "messages",
+        description="an export format (entry points `distillpipe.exporters`): messages, "
+        "sharegpt, alpaca, prompt-completion, dpo, …",
+    )
     conversational: bool = Field(
         True, description="prompt-completion and dpo: message lists (True) or plain strings"
     )
@@ -264,11 +266,26 @@ class ExportConfig(StrictModel):
             raise ValueError("a fraction must be below 1; a count must be a whole number")
         return int(value) if isinstance(value, float) and value >= 1 else value
 
+    @field_validator("format")
+    @classmethod
+    def _registered_format(cls, value: str) -> str:
+        known = registry.names(registry.EXPORTERS)
+        if value not in known:
+            raise PydanticCustomError(
+                "unknown_format", f"format {value!r} unknown (known: {', '.join(known)})"
+            )
+        return value
+
     @model_validator(mode="after")
     def _reference_rows_are_sft(self) -> ExportConfig:
-        if self.include_reference and self.format == "dpo":
-            raise ValueError("include_reference adds SFT rows; a dpo pair needs two samples")
+        if self.include_reference and self._exporter().pairs:
+            raise ValueError(
+                f"include_reference adds SFT rows; a {self.format} pair needs two samples"
+            )
         return self
+
+    def _exporter(self) -> Any:
+        return registry.load_plugin(registry.EXPORTERS, self.format, "export.format")
 
     @property
     def reference_fields(self) -> list[str]:
