@@ -41,6 +41,7 @@ def max_samples(section: MagpieConfig) -> int:
 
 class MagpieStage:
     name: ClassVar[str] = "magpie"
+    position: ClassVar[int] = 150  # after seed (whose records it passes through), before evolve
     section: ClassVar[str] = "magpie"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "magpie")
     prompt_folders: ClassVar[tuple[str, ...]] = ()  # its prompt is the model's own template

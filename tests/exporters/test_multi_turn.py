@@ -1,8 +1,10 @@
-"""Every export format's row for a multi-turn record."""
+"""Every built-in export format's row for a multi-turn record."""
 
 import pytest
 
-from distillpipe.exporters.multi_turn import NO_ANSWER, NO_PAIR, conversation_row
+from distillpipe.config import ExportConfig
+from distillpipe.exporters.formats import exporter_named
+from distillpipe.exporters.multi_turn import conversation_messages
 
 SYSTEM = {"role": "system", "content": "Be brief."}
 TURNS = [
@@ -12,10 +14,10 @@ TURNS = [
 RECORD = {"id": "c", "instruction": "Hi?", "messages": [SYSTEM, *TURNS]}
 
 
-def row(format: str, conversational: bool = True, system_prompt: bool = True) -> dict:
-    out, reason = conversation_row(RECORD, format, conversational, system_prompt)
-    assert reason is None
-    return out
+def row(format: str, conversational: bool = True, system_prompt: bool = True) -> dict | None:
+    section = ExportConfig(format=format, conversational=conversational)
+    messages = conversation_messages(RECORD, system_prompt)
+    return exporter_named(format).conversation_row(messages, section)
 
 
 def test_messages_and_sharegpt_hold_the_whole_conversation():
@@ -30,8 +32,7 @@ def test_messages_and_sharegpt_hold_the_whole_conversation():
 
 def test_prompt_completion_completes_the_last_answer():
     assert row("prompt-completion") == {"prompt": [SYSTEM, *TURNS[:3]], "completion": TURNS[3:]}
-    text = row("prompt-completion", conversational=False)
-    assert text == {
+    assert row("prompt-completion", conversational=False) == {
         "prompt": "System: Be brief.\n\nUser: Hi?\n\nAssistant: Hello.\n\nUser: Why?",
         "completion": "Because.",
     }
@@ -44,14 +45,17 @@ def test_alpaca_keeps_the_earlier_exchanges_as_history():
     }  # fmt: skip
 
 
+def test_dpo_has_no_row_for_a_conversation():
+    assert row("dpo") is None
+
+
 def test_an_unanswered_last_user_turn_is_left_out():
     record = {**RECORD, "messages": [*TURNS, {"role": "user", "content": "And?"}]}
-    assert conversation_row(record, "messages", True, True)[0] == {"messages": TURNS}
+    assert conversation_messages(record, True) == TURNS
 
 
 @pytest.mark.parametrize(
-    ("record", "format", "reason"),
-    [(RECORD, "dpo", NO_PAIR), ({**RECORD, "messages": TURNS[:1]}, "messages", NO_ANSWER)],
+    "messages", [TURNS[:1], [*TURNS[:1], {"role": "assistant", "content": " "}]]
 )
-def test_what_gives_no_row_says_why(record: dict, format: str, reason: str):
-    assert conversation_row(record, format, True, True) == (None, reason)
+def test_a_conversation_with_no_answer_gives_no_messages(messages: list):
+    assert conversation_messages({**RECORD, "messages": messages}, True) is None
