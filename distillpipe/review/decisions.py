@@ -75,9 +75,7 @@ def responses_hash(record: dict[str, Any]) -> str:
     """What a decision is about: the texts of the teacher's samples (a reviewer's own
     edit, added by the review filter, is left out so a re-review matches)."""
     texts = [
-        r.get("text")
-        for r in record.get("responses") or []
-        if r.get("provenance") != HUMAN_EDITED
+        r.get("text") for r in record.get("responses") or [] if r.get("provenance") != HUMAN_EDITED
     ]
     return content_hash(texts)
 

@@ -208,7 +208,9 @@ def draw_sample(
     ]
     chosen = choose(candidates, filters, size, shares or DEFAULT_SHARES, seed)
     records = {str(r["id"]): r for r in records_of(kept, rejected) if str(r["id"]) in chosen}
-    parents = _parents(stages, {str((r.get("origin") or {}).get("parent_id")) for r in records.values()})
+    parents = _parents(
+        stages, {str((r.get("origin") or {}).get("parent_id")) for r in records.values()}
+    )
     ids = sorted(chosen, key=lambda i: order_key(seed, "order", i))
     items = [_item(records[i], chosen[i], filters, parents) for i in ids if i in records]
     return {
@@ -260,9 +262,7 @@ def _item(
         reason = reject.get("reason") if reject.get("filter") == name else None
         if name in overruled:
             verdict, reason = "overruled by the reviewer", overruled[name].get("reason")
-        verdicts.append(
-            {"name": name, "verdict": verdict, "score": score, "reason": reason or ""}
-        )
+        verdicts.append({"name": name, "verdict": verdict, "score": score, "reason": reason or ""})
     responses = record.get("responses") or []
     origin = record.get("origin") or {}
     parent_id = origin.get("parent_id")
@@ -288,7 +288,9 @@ def _item(
         "chosen": chosen if isinstance(chosen, int) and 0 <= chosen < len(responses) else 0,
         "pipeline": "rejected" if automatic_rejection(record, filters.review) else "kept",
         "filters": verdicts,
-        "origin": {k: origin[k] for k in ("stage", "parent_id", "operator", "round") if k in origin},
+        "origin": {
+            k: origin[k] for k in ("stage", "parent_id", "operator", "round") if k in origin
+        },
         "parent": parents.get(str(parent_id), "") if parent_id else "",
         "reviewed": responses_hash(record),
     }

@@ -156,9 +156,7 @@ def bind(port: int) -> socket.socket:
     return sock
 
 
-async def serve(
-    server: ReviewServer, sock: socket.socket, on_ready: Callable[[str], None]
-) -> None:
+async def serve(server: ReviewServer, sock: socket.socket, on_ready: Callable[[str], None]) -> None:
     """Serve until cancelled (Ctrl-C); ``on_ready`` gets the URL once it answers."""
     server.port = sock.getsockname()[1]
     runner = web.AppRunner(server.app(), access_log=None)

@@ -79,8 +79,8 @@ def test_each_decision_changes_its_record_and_no_other(tmp_path: Path):
     assert kept["r2"]["selection"] == {"chosen": 1, "rejected": 0, "by": "review"}
     assert kept["r3"]["scores"]["review"] == {"decision": "accept"}
     # accept overrules the length filter's reject, which stays on the record
-    assert kept["r5"]["overruled"] == [{"filter": "length", "by": "review",
-        "reason": rejected_before["r5"]["reject"]["reason"], "score": kept["r5"]["scores"]["length"]}]  # fmt: skip
+    length_reject = rejected_before["r5"]["reject"]
+    assert kept["r5"]["overruled"] == [{**length_reject, "by": "review"}]
     assert kept["r4"] == kept_before["r4"]  # a skip changes nothing
     for unchanged in ("r3", "r4"):
         assert kept[unchanged]["responses"] == kept_before[unchanged]["responses"]
@@ -90,14 +90,14 @@ def test_each_decision_changes_its_record_and_no_other(tmp_path: Path):
 
 @pytest.mark.parametrize("overrule", [False, ["heuristics"]])
 def test_without_overrule_an_accept_leaves_an_automatic_reject_alone(tmp_path: Path, overrule):
-    kept, rejected, _ = run_filter(
+    _, rejected, _ = run_filter(
         tmp_path, [Decision(id="r5", decision="accept", reviewed=seen("r5"))], overrule
     )
     assert "r5" in rejected and rejected["r5"]["reject"]["filter"] == "length"
 
 
 def test_a_decision_about_responses_since_replaced_is_stale_and_not_applied(tmp_path: Path):
-    kept, rejected, stats = run_filter(tmp_path, [
+    kept, _, stats = run_filter(tmp_path, [
         Decision(id="r0", decision="reject", reason="wrong", reviewed="sha256:other"),
         Decision(id="r1", decision="pick", chosen=7),
     ])  # fmt: skip

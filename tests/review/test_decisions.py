@@ -27,7 +27,9 @@ def test_the_last_decision_per_record_wins(tmp_path: Path):
     append_decisions(path, [Decision(id="a", decision="accept"), Decision(id="b", decision="skip")])
     append_decisions(path, [Decision(id="a", decision="reject", reason="unsafe", note="leaks")])
     latest = latest_decisions(path)
-    assert latest["a"].decision == "reject" and latest["a"].reason_text() == "reviewer: unsafe: leaks"
+    assert (
+        latest["a"].decision == "reject" and latest["a"].reason_text() == "reviewer: unsafe: leaks"
+    )
     assert latest["b"].decision == "skip"
     assert len(path.read_bytes().splitlines()) == 3
 

@@ -50,7 +50,9 @@ def save_screenshot(page, tmp_path: Path, name: str) -> Path:
 
 def watched_page(browser, problems: list[str]):
     page = browser.new_page()
-    page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    page.on(
+        "dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss())
+    )
     page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
     page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
     return page
@@ -154,7 +156,11 @@ def test_a_keyboard_review_of_a_real_run_is_applied_by_the_next_run(
     human = kept[edited]["responses"][-1]
     assert (human["text"], human["provenance"]) == ("A human wrote this answer.", HUMAN_EDITED)
     assert kept[edited]["selection"]["chosen"] == len(kept[edited]["responses"]) - 1
-    assert kept[picked]["selection"] == {"chosen": other, "rejected": items[3]["chosen"], "by": "review"}
+    assert kept[picked]["selection"] == {
+        "chosen": other,
+        "rejected": items[3]["chosen"],
+        "by": "review",
+    }
     if untouched in kept_before:
         assert kept[untouched] == kept_before[untouched]
     else:
@@ -172,7 +178,8 @@ MARKUP = ('<script>alert("script")</script> <img src=x onerror="alert(\'img\')">
 
 def test_markup_in_a_record_is_shown_as_text_and_nothing_runs(browser, tmp_path: Path):
     record = {"id": "xss", "instruction": f"Explain {MARKUP}", "input": MARKUP, "system": MARKUP,
-              "responses": [response(f"Sure: {MARKUP}"), response(MARKUP, 1)],
+              "responses": [{**response(f"Sure: {MARKUP}"), "reasoning": f"think {MARKUP}"},
+                            response(MARKUP, 1)],
               "responses_note": MARKUP, "origin": {"stage": "evolve", "operator": MARKUP},
               "scores": {"length": {"why": MARKUP}}}  # fmt: skip
     run = write_run(tmp_path, [record], [], [{"type": "length"}])
@@ -184,6 +191,11 @@ def test_markup_in_a_record_is_shown_as_text_and_nothing_runs(browser, tmp_path:
         shown = page.inner_text("#record")
         assert shown.count(MARKUP) >= 4  # instruction, input, system, samples, lineage
         assert page.locator("#record script, #record img, #record a").count() == 0
+        trace = page.locator("#record details")
+        assert trace.get_attribute("open") is None  # the reasoning trace starts folded
+        page.keyboard.press("t")
+        assert page.locator("#record details").get_attribute("open") == ""
+        assert f"think {MARKUP}" in page.inner_text("#record details")
         assert page.locator("script").count() == 1  # the page's own review.js
         page.keyboard.press("a")
         page.wait_for_selector("body[data-saved='1']")

@@ -35,7 +35,13 @@ def test_the_page_and_its_assets_carry_a_strict_csp_and_the_sample_needs_the_tok
         assert server.request("/api/sample", token=None)[0] == 403
         assert server.request("/api/sample", token="wrong")[0] == 403
         status, sample, _ = server.request("/api/sample")
-        assert status == 200 and {i["id"] for i in sample["items"]} == {"k0", "k1", "k2", "k3", "x0"}
+        assert status == 200 and {i["id"] for i in sample["items"]} == {
+            "k0",
+            "k1",
+            "k2",
+            "k3",
+            "x0",
+        }
 
 
 def test_nothing_outside_its_assets_and_the_sample_is_served(run: Path):
@@ -56,7 +62,12 @@ def test_a_write_without_the_token_or_from_another_origin_is_refused(run: Path):
         assert server.request("/api/decisions", decision, origin=None)[0] == 403
         assert server.request("/api/decisions", decision, origin="http://evil.example")[0] == 403
         port = server.origin.rsplit(":", 1)[1]
-        assert server.request("/api/decisions", decision, origin=f"http://127.0.0.1:{int(port) + 1}")[0] == 403
+        assert (
+            server.request("/api/decisions", decision, origin=f"http://127.0.0.1:{int(port) + 1}")[
+                0
+            ]
+            == 403
+        )
         # a page whose DNS name was rebound to 127.0.0.1 sends its own Host
         assert server.request("/api/sample", host=f"evil.example:{port}")[0] == 421
         assert not (run / "review.jsonl").exists()
@@ -71,7 +82,9 @@ def test_bad_decisions_are_refused_with_the_reason(run: Path):
         assert status == 400 and "reason" in body["error"]
         status, body, _ = server.request("/api/decisions", {"id": "k0", "decision": "nuke"})
         assert status == 400 and body["error"].startswith("decision:")
-        status, body, _ = server.request("/api/decisions", {"id": "elsewhere", "decision": "accept"})
+        status, body, _ = server.request(
+            "/api/decisions", {"id": "elsewhere", "decision": "accept"}
+        )
         assert status == 404  # only records of this review's sample
         status, body, _ = server.request(
             "/api/decisions", {"id": "k0", "decision": "accept", "source": "x", "extra": 1}
