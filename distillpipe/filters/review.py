@@ -83,29 +83,22 @@ class ReviewFilter(Filter):
             self._decisions = latest_decisions(self.options.decisions_path(self.config))
         return self._decisions
 
-    def current(self, record: Record) -> Decision | None:
-        """The record's last decision, when it is about these responses."""
-        decision = self.decisions().get(str(record.get("id")))
-        if decision is None or decision.decision == "skip":
-            return None
-        if decision.reviewed is not None and decision.reviewed != responses_hash(record):
-            return None
-        return decision
-
     def score(self, records: Sequence[Record]) -> list[Any]:
-        scores: list[Any] = []
-        for record in records:
-            decision = self.decisions().get(str(record.get("id")))
-            if decision is None:
-                scores.append(None)
-            elif self.current(record) is None and decision.decision != "skip":
-                scores.append({"decision": decision.decision, "stale": True})
-            else:
-                scores.append(decision.model_dump(include={"decision", "reason", "note"}))
-        return scores
+        """What a reviewer of each record saw (``responses_hash``): pure, so it can run
+        on a worker; the decisions file is read only where ``decide`` runs (the driver)."""
+        return [responses_hash(record) for record in records]
 
     def value(self, score: Any) -> float | None:
         return None
+
+    def current(self, record: Record, seen: str | None = None) -> Decision | None:
+        """The record's last decision, unless it is a skip or about other responses."""
+        decision = self.decisions().get(str(record.get("id")))
+        if decision is None or decision.decision == "skip":
+            return None
+        if decision.reviewed is not None and decision.reviewed != (seen or responses_hash(record)):
+            return None
+        return decision
 
     def overrules(self, record: Record, rejected_by: str) -> bool:
         overrule = self.options.overrule
@@ -118,14 +111,15 @@ class ReviewFilter(Filter):
         return True
 
     def decide(self, record: Record, score: Any) -> Verdict:
-        if score is None or score.get("decision") == "skip":
+        made = self.decisions().get(str(record.get("id")))
+        if made is None or made.decision == "skip":
             return Verdict.kept()
-        if score.get("stale"):
+        decision = self.current(record, score)
+        if decision is None:
             self.applied["stale"] += 1
-            return Verdict.kept(score)
-        decision = self.current(record)
-        assert decision is not None  # score() found it current
-        kept = {k: v for k, v in score.items() if v not in (None, "")}
+            return Verdict.kept({"decision": made.decision, "stale": True})
+        kept: dict[str, Any] = {"decision": decision.decision}
+        kept |= {k: v for k, v in (("reason", decision.reason), ("note", decision.note)) if v}
         if decision.decision == "reject":
             self.applied["reject"] += 1
             return Verdict.rejected(decision.reason_text(), kept)

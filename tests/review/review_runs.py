@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +20,8 @@ from typing import Any
 import orjson
 
 from distillpipe.io import write_jsonl
+from distillpipe.review.sample import draw_sample
+from distillpipe.review.server import ReviewServer, bind, serve
 
 
 def response(text: str, sample: int = 0) -> dict[str, Any]:
@@ -61,8 +65,8 @@ def write_run(
 
 @dataclass
 class Server:
-    process: subprocess.Popen
     url: str
+    process: subprocess.Popen | None = None  # None: served in this process
 
     @property
     def token(self) -> str:
@@ -123,7 +127,7 @@ def review_server(run: Path, *args: str) -> Iterator[Server]:
         if not line.startswith("http://127.0.0.1:"):
             process.kill()
             raise RuntimeError(f"no URL from distillpipe review: {process.stderr.read()!r}")
-        yield Server(process, line)
+        yield Server(line, process)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -135,6 +139,38 @@ def review_server(run: Path, *args: str) -> Iterator[Server]:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+@contextmanager
+def inprocess_server(run: Path, size: int = 50) -> Iterator[Server]:
+    """The same server in a thread of this process: what most tests need, without the
+    seconds a new interpreter takes to import the command line."""
+    server = ReviewServer(run, draw_sample(run, size))
+    sock = bind(0)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    task: list[asyncio.Task] = []
+
+    def main() -> None:
+        async def running() -> None:
+            task.append(asyncio.current_task())
+            await serve(server, sock, lambda url: ready.set())
+
+        try:
+            loop.run_until_complete(running())
+        except asyncio.CancelledError:
+            pass
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=main, daemon=True)
+    thread.start()
+    assert ready.wait(30), "the review server did not start"
+    try:
+        yield Server(server.url())
+    finally:
+        loop.call_soon_threadsafe(task[0].cancel)
+        thread.join(10)
 
 
 def wait_until(check, timeout: float = 10.0) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from review_runs import response, review_server, write_run
+from review_runs import inprocess_server, response, review_server, write_run
 from support import write_config
 
 from distillpipe.io import read_jsonl, read_records, write_jsonl
@@ -184,7 +184,7 @@ def test_markup_in_a_record_is_shown_as_text_and_nothing_runs(browser, tmp_path:
               "scores": {"length": {"why": MARKUP}}}  # fmt: skip
     run = write_run(tmp_path, [record], [], [{"type": "length"}])
     problems: list[str] = []
-    with review_server(run) as server:
+    with inprocess_server(run) as server:
         page = watched_page(browser, problems)
         page.goto(server.url)
         page.wait_for_selector("body[data-ready='1']")

@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from review_runs import response, review_server, write_run
+from review_runs import inprocess_server, response, review_server, write_run
 
 from distillpipe.review.decisions import latest_decisions
 from distillpipe.review.server import CSP
@@ -24,7 +24,7 @@ def run(tmp_path: Path) -> Path:
 
 
 def test_the_page_and_its_assets_carry_a_strict_csp_and_the_sample_needs_the_token(run: Path):
-    with review_server(run) as server:
+    with inprocess_server(run) as server:
         assert server.url.startswith("http://127.0.0.1:") and len(server.token) >= 40
         for path in ("/", "/review.js", "/review.css"):
             status, _, headers = server.request(path, token=None)
@@ -45,7 +45,7 @@ def test_the_page_and_its_assets_carry_a_strict_csp_and_the_sample_needs_the_tok
 
 
 def test_nothing_outside_its_assets_and_the_sample_is_served(run: Path):
-    with review_server(run) as server:
+    with inprocess_server(run) as server:
         for path in ("/manifest.json", "/../secret.txt", "/filter.jsonl", "/review.jsonl",
                      "/static/review.js", "/%2e%2e/secret.txt", "/index.html"):  # fmt: skip
             status, body, headers = server.request(path)
@@ -56,7 +56,7 @@ def test_nothing_outside_its_assets_and_the_sample_is_served(run: Path):
 
 def test_a_write_without_the_token_or_from_another_origin_is_refused(run: Path):
     decision = {"id": "k0", "decision": "accept"}
-    with review_server(run) as server:
+    with inprocess_server(run) as server:
         assert server.request("/api/decisions", decision, token=None)[0] == 403
         assert server.request("/api/decisions", decision, token="guess")[0] == 403
         assert server.request("/api/decisions", decision, origin=None)[0] == 403
@@ -77,7 +77,7 @@ def test_a_write_without_the_token_or_from_another_origin_is_refused(run: Path):
 
 
 def test_bad_decisions_are_refused_with_the_reason(run: Path):
-    with review_server(run) as server:
+    with inprocess_server(run) as server:
         status, body, _ = server.request("/api/decisions", {"id": "k0", "decision": "reject"})
         assert status == 400 and "reason" in body["error"]
         status, body, _ = server.request("/api/decisions", {"id": "k0", "decision": "nuke"})
@@ -107,7 +107,7 @@ def test_a_confirmed_decision_survives_the_server_killed_at_once(run: Path):
 
 
 def test_two_servers_on_one_run_see_each_others_decisions(run: Path):
-    with review_server(run) as first, review_server(run) as second:
+    with inprocess_server(run) as first, inprocess_server(run) as second:
         assert first.request("/api/decisions", {"id": "k1", "decision": "accept"})[0] == 200
         _, sample, _ = second.request("/api/sample")
         assert sample["decisions"]["k1"]["decision"] == "accept"
