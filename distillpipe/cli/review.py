@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import sys
 import webbrowser
 from enum import StrEnum
@@ -49,6 +50,9 @@ def review(
         Path | None,
         typer.Option("--import", help="Read a Label Studio JSON export into RUN_DIR/review.jsonl."),
     ] = None,
+    reviewer: Annotated[
+        str | None, typer.Option(help="Who decides, kept with each decision; default: $USER.")
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Review a stratified sample in the browser (127.0.0.1 only); decisions go to
@@ -65,7 +69,10 @@ def review(
         tasks, config = export_tasks(drawn, output)
         message(mode, f"{len(drawn['items'])} tasks: {tasks}; labeling config: {config}")
         return
-    server = ReviewServer(run_dir, drawn)
+    if not any(f["type"] == "review" for f in drawn["filters"]):
+        message(mode, "[yellow]the run's filters have no `review` filter: add `- type: review` "
+                "last to its config so the next run applies these decisions[/yellow]")  # fmt: skip
+    server = ReviewServer(run_dir, drawn, reviewer=reviewer or _user())
     sock = bind(port)
 
     def ready(url: str) -> None:
@@ -77,3 +84,10 @@ def review(
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(server, sock, ready))
     sys.stdout.flush()
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None

@@ -59,8 +59,15 @@ MAX_BODY = 1 << 20
 class ReviewServer:
     """Serves one run's sample and appends the decisions made on it."""
 
-    def __init__(self, run_dir: Path, sample: dict[str, Any], token: str | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        sample: dict[str, Any],
+        token: str | None = None,
+        reviewer: str | None = None,
+    ) -> None:
         self.decisions_path = run_dir / DECISIONS_FILE
+        self.reviewer = reviewer
         self.sample = sample
         self.ids = {item["id"] for item in sample["items"]}
         self.token = token or secrets.token_urlsafe(32)
@@ -115,7 +122,8 @@ class ReviewServer:
             return refused
         body = await request.read()
         try:
-            decision = Decision.model_validate({**orjson.loads(body), "source": "page"})
+            stamp = {"source": "page", "reviewer": self.reviewer}
+            decision = Decision.model_validate({**orjson.loads(body), **stamp})
         except (orjson.JSONDecodeError, TypeError):
             return _error(400, "the body is not a JSON object")
         except ValidationError as exc:

@@ -71,8 +71,9 @@ def test_a_write_without_the_token_or_from_another_origin_is_refused(run: Path):
         # a page whose DNS name was rebound to 127.0.0.1 sends its own Host
         assert server.request("/api/sample", host=f"evil.example:{port}")[0] == 421
         assert not (run / "review.jsonl").exists()
-        status, answer, _ = server.request("/api/decisions", decision)
+        status, answer, _ = server.request("/api/decisions", {**decision, "reviewer": "forged"})
         assert status == 200 and answer["saved"]["decision"] == "accept"
+        assert "reviewer" not in answer["saved"]  # the server says who decides, not the page
     assert latest_decisions(run / "review.jsonl")["k0"].decision == "accept"
 
 
@@ -94,7 +95,7 @@ def test_bad_decisions_are_refused_with_the_reason(run: Path):
 
 
 def test_a_confirmed_decision_survives_the_server_killed_at_once(run: Path):
-    with review_server(run) as server:
+    with review_server(run, "--reviewer", "ada") as server:
         status, _, _ = server.request(
             "/api/decisions", {"id": "x0", "decision": "reject", "reason": "wrong", "note": "2+2=5"}
         )
@@ -104,6 +105,7 @@ def test_a_confirmed_decision_survives_the_server_killed_at_once(run: Path):
         assert server.process.returncode == -signal.SIGKILL
     decision = latest_decisions(run / "review.jsonl")["x0"]
     assert (decision.decision, decision.reason, decision.note) == ("reject", "wrong", "2+2=5")
+    assert decision.reviewer == "ada" and decision.source == "page"
 
 
 def test_two_servers_on_one_run_see_each_others_decisions(run: Path):
