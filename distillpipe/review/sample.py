@@ -3,7 +3,8 @@
 Three strata, each a share of the sample: records the filter stage ``kept``, records
 it ``rejected`` (the share split evenly between the filters that rejected), and
 ``borderline`` records, whose score lies nearest one of a filter's numeric
-thresholds (relative to the spread of that filter's scores). A stratum that runs
+thresholds (within BORDERLINE_BAND of the spread of that filter's scores, nearest
+first). A stratum that runs
 short leaves its places to the others. Within a stratum the order is a hash of
 the seed, the stratum and the record id: the same run and seed give the same
 sample, whatever order the files list the records in, and a reviewer's decisions
@@ -37,6 +38,7 @@ from distillpipe.run_data import (
 )
 
 DEFAULT_SHARES = {"kept": 0.5, "rejected": 0.3, "borderline": 0.2}
+BORDERLINE_BAND = 0.1  # within this share of a filter's score spread from a threshold
 STRATA = ("borderline", "rejected", "kept")  # the order places are filled in
 
 
@@ -167,11 +169,11 @@ def _borderline(
     spread = (max(values) - min(values)) or 1.0
     stratum = f"borderline:{name}"
 
-    def distance(item: tuple[str, float]) -> tuple[float, str]:
-        nearest = min(abs(item[1] - bound) for bound in thresholds.values())
-        return nearest / spread, order_key(seed, stratum, item[0])
+    def distance(value: float) -> float:
+        return min(abs(value - bound) for bound in thresholds.values()) / spread
 
-    return [(record_id, stratum) for record_id, _ in sorted(scored, key=distance)]
+    near = [(distance(v), order_key(seed, stratum, i), i) for i, v in scored]
+    return [(i, stratum) for d, _, i in sorted(near) if d <= BORDERLINE_BAND]
 
 
 def _take(pools: list[list[tuple[str, str]]], count: int, chosen: dict[str, str]) -> int:

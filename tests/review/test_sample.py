@@ -65,6 +65,10 @@ def test_borderline_records_are_those_nearest_the_threshold(tmp_path: Path):
     # perplexity = 1 + i/3: i = 15 gives 6.0, then 14 and 16, then 13 or 17
     assert {i["id"] for i in items} >= {"r14", "r15", "r16"}
     assert all(i["stratum"] == "borderline:perplexity" for i in items)
+    # only r13..r17 lie within a tenth of the spread of 6: the other places go elsewhere
+    items = draw_sample(make_run(tmp_path, "b"), 10, parse_shares("borderline=1"))["items"]
+    near = {i["id"] for i in items if i["stratum"].startswith("borderline")}
+    assert near == {"r13", "r14", "r15", "r16", "r17"} and len(items) == 10
 
 
 def test_a_short_stratum_leaves_its_places_to_the_others(tmp_path: Path):
