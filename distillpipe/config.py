@@ -24,7 +24,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from distillpipe import registry
 from distillpipe.errors import ConfigError
 from distillpipe.filters.base import FilterOptions, filter_class
 from distillpipe.records import content_hash
@@ -38,6 +40,12 @@ Loc = tuple[str | int, ...]
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class StageOptions(StrictModel):
+    """A plug-in stage's section: the stage's ``Options`` subclasses this (see registry.py)."""
+
+    enabled: bool = Field(True, description="false: the section is kept, the stage not run")
 
 
 class SamplingConfig(StrictModel):
@@ -213,13 +221,14 @@ class ExecutorConfig(StrictModel):
         return {"ray": "ray"} if self.type == "ray" else {}
 
 
-ExportFormat = Literal["messages", "sharegpt", "alpaca", "prompt-completion", "dpo"]
-
-
 class ExportConfig(StrictModel):
     """How the export stage turns records into a training dataset."""
 
-    format: ExportFormat = "messages"
+    format: str = Field(
+        "messages",
+        description="an export format (entry points `distillpipe.exporters`): messages, "
+        "sharegpt, alpaca, prompt-completion, dpo, …",
+    )
     conversational: bool = Field(
         True, description="prompt-completion and dpo: message lists (True) or plain strings"
     )
@@ -257,11 +266,26 @@ class ExportConfig(StrictModel):
             raise ValueError("a fraction must be below 1; a count must be a whole number")
         return int(value) if isinstance(value, float) and value >= 1 else value
 
+    @field_validator("format")
+    @classmethod
+    def _registered_format(cls, value: str) -> str:
+        known = registry.names(registry.EXPORTERS)
+        if value not in known:
+            raise PydanticCustomError(
+                "unknown_format", f"format {value!r} unknown (known: {', '.join(known)})"
+            )
+        return value
+
     @model_validator(mode="after")
     def _reference_rows_are_sft(self) -> ExportConfig:
-        if self.include_reference and self.format == "dpo":
-            raise ValueError("include_reference adds SFT rows; a dpo pair needs two samples")
+        if self.include_reference and self._exporter().pairs:
+            raise ValueError(
+                f"include_reference adds SFT rows; a {self.format} pair needs two samples"
+            )
         return self
+
+    def _exporter(self) -> Any:
+        return registry.load_plugin(registry.EXPORTERS, self.format, "export.format")
 
     @property
     def reference_fields(self) -> list[str]:
@@ -310,6 +334,7 @@ class Config(StrictModel):
     cost: CostConfig = Field(default_factory=CostConfig)
 
     _secrets: frozenset[str] = PrivateAttr(default=frozenset())
+    _plugin_sections: dict[str, StageOptions] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _provider_batches_hold_many_requests(self) -> Config:
@@ -329,10 +354,20 @@ class Config(StrictModel):
         """The export settings; defaults when the config has no ``export`` section."""
         return self.export or ExportConfig()
 
+    def section(self, name: str) -> Any:
+        """A section by its key: a built-in one, or a plug-in stage's (None: not set)."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        return self._plugin_sections.get(name)
+
     def public_dump(self) -> dict[str, Any]:
         """The resolved config as JSON data with every secret replaced by ***: what the
-        manifest, the dataset card, the report and ``config show`` hold."""
-        return redact(self.model_dump(mode="json"), self._secrets)
+        manifest, the dataset card, the report and ``config show`` hold. Plug-in stages'
+        sections stand at the top level, as in the file."""
+        dumped = self.model_dump(mode="json")
+        for name, options in self._plugin_sections.items():
+            dumped[name] = options.model_dump(mode="json")
+        return redact(dumped, self._secrets)
 
     def optional_modules(self) -> dict[str, str]:
         """Every optional import this run needs (module -> the extra that installs it)."""
@@ -456,6 +491,7 @@ def parse_config(data: dict[str, Any], source: ConfigSource) -> Config:
     data = {**data, "teacher": options}
     if data.get("filter") is not None:
         data["filter"] = parse_filters(data["filter"], source)
+    data, plugin_sections = parse_plugin_sections(data, source)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -463,7 +499,33 @@ def parse_config(data: dict[str, Any], source: ConfigSource) -> Config:
     _check_teacher_takes(config, source)
     _check_until(config, source)
     config._secrets = frozenset(secrets)
+    config._plugin_sections = plugin_sections
     return config
+
+
+def parse_plugin_sections(
+    data: dict[str, Any], source: ConfigSource
+) -> tuple[dict[str, Any], dict[str, StageOptions]]:
+    """The plug-in stages' sections, each validated by its stage's ``Options``, and the
+    rest of the config. A top-level key no stage declares stays, to fail as unknown."""
+    extra = [key for key in data if key not in Config.model_fields]
+    if not extra:
+        return data, {}
+    declared = {
+        stage.section: stage.Options
+        for stage in registry.load_all(registry.STAGES).values()
+        if getattr(stage, "Options", None) is not None
+    }
+    rest, sections = dict(data), {}
+    for key in extra:
+        if key not in declared:
+            continue
+        raw = rest.pop(key)
+        try:
+            sections[key] = declared[key].model_validate({} if raw is None else raw)
+        except ValidationError as exc:
+            _raise_validation(exc, (key,), source)
+    return rest, sections
 
 
 def teacher_sampling(config: Config) -> Iterator[tuple[Loc, dict[str, str], SamplingParams]]:

@@ -18,7 +18,7 @@ from distillpipe.errors import InputError
 from distillpipe.exporters.select import chosen_index
 from distillpipe.io import read_jsonl
 from distillpipe.manifest import MANIFEST
-from distillpipe.stages import STAGES
+from distillpipe.stages import registered_stages
 
 EXAMPLES_PER_FILTER = 3
 EXCERPT = 400
@@ -61,7 +61,7 @@ def load_stages(run_dir: Path) -> tuple[dict[str, Any], list[StageView]]:
     if all(entry.get("started_at") is not None for _, entry in entries):
         entries.sort(key=lambda item: item[1]["started_at"])  # the order they ran in
     else:
-        order = {stage.name: i for i, stage in enumerate(STAGES)}
+        order = {stage.name: i for i, stage in enumerate(registered_stages())}
         entries.sort(key=lambda item: order.get(item[0], len(order)))
     views = [
         StageView(

@@ -27,7 +27,7 @@ from distillpipe.io import STDIO, JsonlWriter
 from distillpipe.manifest import MANIFEST
 from distillpipe.progress import Mode, StageProgress
 from distillpipe.records import content_hash
-from distillpipe.stages import STAGES
+from distillpipe.stages import registered_stages
 from distillpipe.stages.base import Record, Stage, StageContext, expected_counts
 from distillpipe.teachers.cost import BudgetGuard
 from distillpipe.temps import remove_abandoned_temps
@@ -198,8 +198,8 @@ def stage_hash(config: Config, stage: Stage, identity: Callable[[], dict[str, An
 def enabled_stages(config: Config) -> list[Stage]:
     """The stages a config runs, in pipeline order: generate, and those whose section it sets."""
     chosen = []
-    for stage in STAGES:
-        section = getattr(config, stage.section, None)
+    for stage in registered_stages():
+        section = config.section(stage.section)
         if stage.name == "generate" or (section is not None and getattr(section, "enabled", True)):
             chosen.append(stage)
     return chosen
@@ -210,7 +210,7 @@ def remove_abandoned_run_temps(run_dir: Path) -> None:
     rejected records and its folder (the export), and the manifest. A temporary
     whose writer still runs (a concurrent run) is kept."""
     targets = [run_dir / MANIFEST]
-    for stage in STAGES:
+    for stage in registered_stages():
         names = (f"{stage.name}.jsonl", f"{stage.name}.rejected.jsonl", stage.name)
         targets += [run_dir / name for name in names]
     for target in targets:

@@ -15,7 +15,6 @@ from distillpipe.cli.common import (
     load,
     mode_for,
 )
-from distillpipe.config import ExportFormat
 from distillpipe.io import STDIO, JsonlWriter, read_records
 from distillpipe.progress import message
 from distillpipe.stages.export import build_export, read_manifest, write_export
@@ -29,8 +28,13 @@ OutputDirOption = Annotated[
     ),
 ]
 FormatOption = Annotated[
-    ExportFormat | None,
-    typer.Option("--format", "-f", help="Overrides export.format.", case_sensitive=False),
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Overrides export.format (messages, sharegpt, alpaca, prompt-completion, dpo, "
+        "or a plug-in's).",
+    ),
 ]
 
 
@@ -43,10 +47,8 @@ def export(
     quiet: QuietOption = False,
 ) -> None:
     """Write SFT rows (messages, sharegpt, alpaca, prompt-completion) or DPO pairs."""
-    resolved = load(config, set)
-    if format is not None:
-        section = resolved.export_section.model_copy(update={"format": format})
-        resolved = resolved.model_copy(update={"export": section})
+    overrides = [*(set or []), *([f"export.format={format}"] if format is not None else [])]
+    resolved = load(config, overrides)  # validated like the file's export.format
     exported = build_export(read_records(input), resolved)
     mode = mode_for(quiet)
     if output == STDIO:

@@ -1,8 +1,11 @@
-"""The stage contract: a ``name``, its config ``section``, the sections it reads, and ``run``.
+"""The stage contract: a ``name``, its ``position`` in the pipeline, its config
+``section``, the sections it reads, and ``run``.
 
-``section`` is the Config attribute that switches the stage on for
+``section`` is the config section that switches the stage on for
 ``distillpipe run`` (None there = not run); ``config_sections`` are the
-sections whose hash decides whether a finished stage must be redone.
+sections whose hash decides whether a finished stage must be redone. Stages
+register as entry points; a plug-in stage's section is validated by its own
+``Options`` (see registry.py).
 
 ``run(records, ctx)`` takes an iterator of input records and yields output
 records. A stage that talks to a teacher is an async generator, so every
@@ -125,6 +128,7 @@ def expected_counts(
 
 class Stage(Protocol):
     name: ClassVar[str]
+    position: ClassVar[int]  # where ``distillpipe run`` chains it: seed 100 … export 500
     section: ClassVar[str]
     config_sections: ClassVar[tuple[str, ...]]
     prompt_folders: ClassVar[tuple[str, ...]]  # top folders of the prompt files it reads

@@ -163,6 +163,7 @@ class Elimination:
 
 class EvolveStage:
     name: ClassVar[str] = "evolve"
+    position: ClassVar[int] = 200
     section: ClassVar[str] = "evolve"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "evolve")
     prompt_folders: ClassVar[tuple[str, ...]] = ("evolve",)

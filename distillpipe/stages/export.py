@@ -29,7 +29,7 @@ import orjson
 from distillpipe.config import Config, ExportConfig
 from distillpipe.errors import InputError
 from distillpipe.exporters import card, hf
-from distillpipe.exporters.formats import FORMATS, PREFERENCE_FORMATS
+from distillpipe.exporters.formats import exporter_named
 from distillpipe.exporters.logprobs import sidecar_row
 from distillpipe.exporters.select import pick_preference, pick_sft, with_reference
 from distillpipe.io import atomic_write_bytes, write_jsonl
@@ -91,7 +91,7 @@ class _Kept:
 def build_export(records: Iterable[Record], config: Config) -> Exported:
     """Select, order, cap and split: everything but writing. One pass over the records."""
     section = config.export_section
-    to_row = FORMATS[section.format]
+    exporter = exporter_named(section.format)
     result = Exported()
     models: set[str] = set()
     kept: list[_Kept] = []
@@ -99,7 +99,7 @@ def build_export(records: Iterable[Record], config: Config) -> Exported:
         result.records_in += 1
         models.update(r.get("model") or "" for r in record.get("responses") or [])
         system = system_prompt_for(record, config) if section.system_prompt else None
-        if section.format in PREFERENCE_FORMATS:
+        if exporter.pairs:
             picked, reason = pick_preference(record, system)
         else:
             picked, reason = pick_sft(record, system, section.responses == "all")
@@ -115,7 +115,7 @@ def build_export(records: Iterable[Record], config: Config) -> Exported:
             _Kept(
                 shuffle_key(config.seed, record) if section.shuffle else b"",
                 position,
-                [to_row(p.example, section.conversational) for p in picked],
+                [exporter.row(p.example, record, section) for p in picked],
                 [sidecar_row(record, p.sample) for p in picked] if section.logprobs else [],
             )
         )
@@ -164,7 +164,7 @@ def _write_files(
     for split, rows in exported.splits.items():
         write_jsonl(directory / f"{split}.jsonl", rows)
         files.append((f"{split}.jsonl", len(rows)))
-        if section.logprobs and section.format not in PREFERENCE_FORMATS:
+        if section.logprobs and not exporter_named(section.format).pairs:
             write_jsonl(directory / f"{split}.logprobs.jsonl", exported.sidecars[split])
             files.append((f"{split}.logprobs.jsonl", len(rows)))
     parquet: list[tuple[str, str]] = []
@@ -238,6 +238,7 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
 
 class ExportStage:
     name: ClassVar[str] = "export"
+    position: ClassVar[int] = 500
     section: ClassVar[str] = "export"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "generate", "export")
     prompt_folders: ClassVar[tuple[str, ...]] = ("system",)  # the system prompt it adds

@@ -82,6 +82,7 @@ class FilterStats:
 
 class FilterStage:
     name: ClassVar[str] = "filter"
+    position: ClassVar[int] = 400
     section: ClassVar[str] = "filter"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "filter")
     # refusals and the judge's rubric; perplexity's ``prompt: template`` is generate's

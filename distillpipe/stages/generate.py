@@ -74,6 +74,7 @@ class RequestBuilder:
 
 class GenerateStage:
     name: ClassVar[str] = "generate"
+    position: ClassVar[int] = 300
     section: ClassVar[str] = "generate"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "generate")
     prompt_folders: ClassVar[tuple[str, ...]] = ("generate", "system")

@@ -135,6 +135,7 @@ class Pool:
 
 class SeedStage:
     name: ClassVar[str] = "seed"
+    position: ClassVar[int] = 100
     section: ClassVar[str] = "self_instruct"
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "self_instruct")
     prompt_folders: ClassVar[tuple[str, ...]] = ("self_instruct",)

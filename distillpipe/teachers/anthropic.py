@@ -24,8 +24,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from distillpipe.errors import ConfigError
-from distillpipe.teachers.api import CONTENT_FILTER, ApiOptions, ApiTeacher
-from distillpipe.teachers.base import Call, Completion, SamplingParams
+from distillpipe.teachers.api import ApiOptions, ApiTeacher
+from distillpipe.teachers.base import CONTENT_FILTER, Call, Completion, SamplingParams
 from distillpipe.tokens import count_tokens, encoding_named
 
 API_VERSION = "2023-06-01"

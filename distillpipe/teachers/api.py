@@ -41,6 +41,7 @@ from distillpipe.errors import (
     RetryableTeacherError,
 )
 from distillpipe.teachers.base import (
+    CONTENT_FILTER,
     Call,
     Completion,
     SamplingParams,
@@ -48,12 +49,12 @@ from distillpipe.teachers.base import (
     TeacherContext,
     TeacherOptions,
 )
+from distillpipe.teachers.batch import run_batches
 from distillpipe.teachers.limits import AdaptiveConcurrency, RateLimiter, server_pause
 from distillpipe.teachers.model_rules import ModelRule, find_rule
 from distillpipe.teachers.retry import classify_status, wait_retry_after_or_backoff
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
-CONTENT_FILTER = "content_filter"
 
 
 class ApiOptions(TeacherOptions):
@@ -249,8 +250,6 @@ class ApiTeacher(Teacher):
 
     async def generate(self, calls: Sequence[Call]) -> AsyncIterator[tuple[Call, Completion]]:
         if self.options.mode == "batch":
-            from distillpipe.teachers.batch import run_batches
-
             async for item in run_batches(self, calls):
                 yield item
             return

@@ -26,6 +26,7 @@ from distillpipe import registry
 from distillpipe.registry import load_plugin
 
 Message = dict[str, str]
+CONTENT_FILTER = "content_filter"  # the finish_reason of a refusal, which is an answer
 
 
 @dataclass(frozen=True, slots=True)

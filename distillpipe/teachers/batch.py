@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -31,13 +31,46 @@ from distillpipe.errors import (
     RetryableTeacherError,
     TeacherError,
 )
-from distillpipe.teachers.api import CONTENT_FILTER, ApiTeacher
-from distillpipe.teachers.base import Call, Completion
+from distillpipe.teachers.base import CONTENT_FILTER, Budget, Call, Completion, TeacherContext
 from distillpipe.teachers.batch_journal import BatchJournal, Submission, plan_resume
 
 TAG_KEY, CALLS_KEY = "distillpipe_tag", "distillpipe_calls"  # an OpenAI batch's metadata
 CLOCK_SKEW = 300.0  # seconds a provider's clock may run behind ours
 Results = dict[str, Completion | str]  # custom id -> completion, or why the item failed
+
+
+class BatchOptions(Protocol):
+    """The teacher options batch mode reads (``api.ApiOptions`` holds them)."""
+
+    base_url: str
+    timeout: float
+    max_retries: int
+    retry_backoff: float
+    poll_interval: float
+
+
+class BatchTeacher(Protocol):
+    """What batch mode needs of the teacher that hands itself in: ``api.ApiTeacher``,
+    whose ``generate`` calls :func:`run_batches` (so this module never imports it)."""
+
+    api_key: str | None
+    budget: Budget | None
+    context: TeacherContext
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def options(self) -> BatchOptions: ...
+
+    def body(self, call: Call) -> dict[str, Any]: ...
+
+    def parse(self, data: Any, top_k: int | None = None) -> Completion: ...
+
+    def is_content_filter(self, status: int, data: Any) -> bool: ...
 
 
 def custom_id(call: Call) -> str:
@@ -46,7 +79,7 @@ def custom_id(call: Call) -> str:
 
 
 class OpenAIBatches:
-    def __init__(self, teacher: ApiTeacher) -> None:
+    def __init__(self, teacher: BatchTeacher) -> None:
         from openai import AsyncOpenAI
 
         self.teacher = teacher
@@ -129,7 +162,7 @@ class OpenAIBatches:
 
 
 class AnthropicBatches:
-    def __init__(self, teacher: ApiTeacher) -> None:
+    def __init__(self, teacher: BatchTeacher) -> None:
         from anthropic import AsyncAnthropic
 
         self.teacher = teacher
@@ -205,7 +238,7 @@ class AnthropicBatches:
         return found
 
 
-async def run_batches(teacher: ApiTeacher, calls: Sequence[Call]) -> AsyncIterator[Any]:
+async def run_batches(teacher: BatchTeacher, calls: Sequence[Call]) -> AsyncIterator[Any]:
     """Yield ``(call, completion)`` for every call, through provider batches."""
     provider = _provider(teacher)
     journal = BatchJournal(Path(teacher.context.state_dir or ".distillpipe-batches"))
@@ -265,12 +298,12 @@ async def run_batches(teacher: ApiTeacher, calls: Sequence[Call]) -> AsyncIterat
 Provider = OpenAIBatches | AnthropicBatches
 
 
-def _provider(teacher: ApiTeacher) -> Provider:
+def _provider(teacher: BatchTeacher) -> Provider:
     return AnthropicBatches(teacher) if teacher.name == "anthropic" else OpenAIBatches(teacher)
 
 
 async def _resume(
-    teacher: ApiTeacher, provider: Provider, journal: BatchJournal, pending: set[str]
+    teacher: BatchTeacher, provider: Provider, journal: BatchJournal, pending: set[str]
 ) -> dict[str, set[str]]:
     """The journal's batches that carry pending calls, batch id -> custom ids; an intent
     the provider never confirmed is looked for on the provider first."""
@@ -282,7 +315,7 @@ async def _resume(
 
 
 async def _submit(
-    teacher: ApiTeacher, provider: Provider, journal: BatchJournal, calls: list[Call]
+    teacher: BatchTeacher, provider: Provider, journal: BatchJournal, calls: list[Call]
 ) -> list[str]:
     """Submit ``calls`` as one batch, paid for once: each create request is one intent,
     noted first; when its answer is lost (a timeout, a 5xx, a dropped connection) the
@@ -308,7 +341,7 @@ async def _submit(
 
 
 async def _find(
-    teacher: ApiTeacher,
+    teacher: BatchTeacher,
     provider: Provider,
     journal: BatchJournal,
     intent: Submission,
@@ -327,7 +360,7 @@ async def _find(
 
 
 def _reserve(
-    teacher: ApiTeacher, calls: list[Call], reserved: dict[str, float]
+    teacher: BatchTeacher, calls: list[Call], reserved: dict[str, float]
 ) -> tuple[list[Call], BudgetExceededError | None]:
     """The calls the budget allows (reserving each once); the refusal, if any."""
     if teacher.budget is None:
@@ -345,7 +378,7 @@ def _reserve(
     return allowed, refusal
 
 
-async def _wait_and_fetch(teacher: ApiTeacher, provider: Provider, batch_id: str) -> Results:
+async def _wait_and_fetch(teacher: BatchTeacher, provider: Provider, batch_id: str) -> Results:
     last = ""
     while True:
         done, status = await _map_errors(provider.poll(batch_id), f"polling batch {batch_id}")
@@ -374,5 +407,5 @@ async def _map_errors(awaitable: Any, doing: str) -> Any:
         raise RetryableTeacherError(f"{doing}: {exc}") from exc
 
 
-def _report(teacher: ApiTeacher, text: str) -> None:
+def _report(teacher: BatchTeacher, text: str) -> None:
     teacher.context.report(text)
