@@ -50,10 +50,21 @@ def _seed_settings(config: Config) -> SeedSourceConfig:
 
 
 def config_hash(stage: Stage, config: Config) -> str:
-    """The hash of what else a stage reads: its config sections and the override prompt
-    files (``prompts_dir``) in its prompt folders; without overrides, the sections alone."""
+    """The hash of what else a stage reads: its config sections, the override prompt
+    files (``prompts_dir``) in its prompt folders and the files it names in
+    ``files_read(config)`` (the review decisions); without those, the sections alone."""
     sections = config.fingerprint(*stage.config_sections)
     overrides = prompts_for(config).overrides_hash(stage.prompt_folders)
-    if overrides is None:
+    files_read = getattr(stage, "files_read", None)
+    files = {str(p): _content(p) for p in files_read(config)} if files_read else {}
+    if overrides is None and not files:
         return sections
-    return content_hash({"config": sections, "prompts": overrides})
+    hashed: dict[str, object] = {"config": sections, "prompts": overrides}
+    if files:
+        hashed["files"] = files
+    return content_hash(hashed)
+
+
+def _content(path: Path) -> str | None:
+    """A file's hash; None while it does not exist."""
+    return file_hash(path) if path.is_file() else None

@@ -13,6 +13,7 @@ import orjson
 
 from distillpipe import plots, templates
 from distillpipe.io import atomic_write_bytes
+from distillpipe.review.agreement import summarise_run
 from distillpipe.run_data import RunData, StageView, collect
 
 
@@ -159,6 +160,7 @@ def render(run_dir: Path) -> str:
         filters=list(data.filters.values()),
         has_evolution=bool(data.depths or data.operators),
         config_json=orjson.dumps(config, option=orjson.OPT_INDENT_2).decode(),
+        review=summarise_run(run_dir, data.manifest, data.stages),
     )
 
 

@@ -22,6 +22,7 @@ from distillpipe.cli.filter import filter
 from distillpipe.cli.generate import generate
 from distillpipe.cli.magpie import magpie
 from distillpipe.cli.report import report
+from distillpipe.cli.review import review
 from distillpipe.cli.run import run
 from distillpipe.cli.seed import seed
 from distillpipe.errors import DistillpipeError
@@ -42,6 +43,7 @@ app.command()(generate)
 app.command(name="filter")(filter)
 app.command()(export)
 app.command()(report)
+app.command()(review)
 app.command()(estimate)
 app.command()(doctor)
 app.add_typer(config.app, name="config")

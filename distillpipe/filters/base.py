@@ -31,6 +31,12 @@ until enough of them pass.
 A filter may add fields to its entry in the run's stats (``stats()``: the
 execution filter reports its sandbox's isolation level there).
 
+A filter that reads files besides its records (the review filter's decisions)
+names them in its options' ``files_read(config)``: their content enters the
+filter stage's hash, so the stage is redone when they change. A filter that may
+keep a record another filter rejected (``can_overrule``: a reviewer's accept)
+answers ``overrules(record, rejected_by)``, asked by the stage on every reject.
+
 A filter is one module plus one ``distillpipe.filters`` entry point (``type`` →
 module:class) in a pyproject: distillpipe's own for the built-ins.
 """
@@ -42,6 +48,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -107,6 +114,10 @@ class FilterOptions(BaseModel):
         """What the filter's teacher requests carry, for config validation; None: it asks none."""
         return None
 
+    def files_read(self, config: Config) -> list[Path]:
+        """Files whose content the filter's decisions depend on (beside its records)."""
+        return []
+
     def cannot_judge_samples(self) -> str | None:
         """Why this filter cannot tell one sample from another (``generate.until`` needs
         that, through ``Filter.passing``); None when it can."""
@@ -151,6 +162,8 @@ class Filter(ABC):
     uses_teacher: ClassVar[bool] = False
     # decide() reads the record's input line (io.input_line); the stage then reads lines
     needs_input_lines: ClassVar[bool] = False
+    # overrules() may keep a record that another filter rejected
+    can_overrule: ClassVar[bool] = False
 
     def __init__(self, options: FilterOptions, config: Config | None = None) -> None:
         self.options = options
@@ -199,6 +212,11 @@ class Filter(ABC):
         the record cannot be judged (no reference). Filters whose options'
         ``cannot_judge_samples`` is None implement it."""
         raise NotImplementedError(f"filter {self.name} cannot judge single samples")
+
+    def overrules(self, record: Record, rejected_by: str) -> bool:
+        """Whether the record stays although the filter ``rejected_by`` rejected it
+        (asked only of filters with ``can_overrule``)."""
+        return False
 
     def stats(self) -> dict[str, Any]:
         """Extra fields for this filter's entry in the run's stats (isolation, cache hits)."""

@@ -8,6 +8,10 @@ with the same score, never dropped. Filters that need every score first
 (percentile thresholds) hold their records until the input ends; the others
 stream, so memory stays flat.
 
+A filter that can overrule (the review filter: a reviewer accepted the record) is
+asked before a reject is sent: when it overrules, the record stays and carries
+``overruled: [{filter, reason, score, by}]`` instead.
+
 Per-filter stats land in ``ctx.stats["filters"][name]``:
 ``{seen, kept, rejected, quantiles}``, plus what the filter adds (``Filter.stats``).
 """
@@ -94,6 +98,11 @@ class FilterStage:
             return read_records_with_lines(path)
         return read_records(path)
 
+    @staticmethod
+    def files_read(config: Config) -> list[Path]:
+        """The files the configured filters read besides the records (in the stage hash)."""
+        return [path for options in config.filter or [] for path in options.files_read(config)]
+
     async def score_batch(self, filter: Filter, batch: Sequence[Record]) -> list[Any]:
         """Where scoring runs: in process here; a distributed executor overrides this."""
         return await filter.ascore(batch)
@@ -104,13 +113,18 @@ class FilterStage:
             if filter.uses_teacher:
                 filter.attach_dispatcher(ctx.dispatcher())
         stats = {f.name: FilterStats(f.name, ctx.config.seed) for f in filters}
+        overrulers = [f for f in filters if f.can_overrule]
         # Batches, not records, flow from filter to filter: a per-record hop through
         # each async generator cost more than the length and heuristics checks themselves.
         first_size = filters[0].options.batch_size if filters else DEFAULT_BATCH
         stream: AsyncIterator[list[Record]] = _batched(records, first_size)
         for filter in filters:
             stream = self._apply(
-                filter, _rebatched(stream, filter.options.batch_size), ctx, stats[filter.name]
+                filter,
+                _rebatched(stream, filter.options.batch_size),
+                ctx,
+                stats[filter.name],
+                [o for o in overrulers if o is not filter],
             )
         try:
             async for batch in stream:
@@ -129,12 +143,13 @@ class FilterStage:
         batches: AsyncIterator[list[Record]],
         ctx: StageContext,
         stats: FilterStats,
+        overrulers: Sequence[Filter] = (),
     ) -> AsyncIterator[list[Record]]:
         if not filter.needs_all_scores:
             async for batch in batches:
                 scores = await score_with_turns(filter, batch, self.score_batch)
                 stats.add_values(score_values(filter, scores))
-                if kept := self._decide(filter, batch, scores, ctx, stats):
+                if kept := self._decide(filter, batch, scores, ctx, stats, overrulers):
                     yield kept
             return
         records: list[Record] = []
@@ -147,7 +162,8 @@ class FilterStage:
         filter.fit(values)
         for start in range(0, len(records), filter.options.batch_size):
             end = start + filter.options.batch_size
-            if kept := self._decide(filter, records[start:end], scores[start:end], ctx, stats):
+            batch, batch_scores = records[start:end], scores[start:end]
+            if kept := self._decide(filter, batch, batch_scores, ctx, stats, overrulers):
                 yield kept
 
     @staticmethod
@@ -157,6 +173,7 @@ class FilterStage:
         scores: Sequence[Any],
         ctx: StageContext,
         stats: FilterStats,
+        overrulers: Sequence[Filter] = (),
     ) -> list[Record]:
         """The records of ``batch`` that ``filter`` keeps; the others go to the rejected file."""
         name = filter.name
@@ -171,6 +188,10 @@ class FilterStage:
             if verdict.selection is not None:
                 record["selection"] = verdict.selection
             if verdict.keep:
+                kept.append(record)
+            elif by := next((o.name for o in overrulers if o.overrules(record, name)), None):
+                note = {"filter": name, "reason": verdict.reason or "", "score": verdict.score}
+                record.setdefault("overruled", []).append({**note, "by": by})
                 kept.append(record)
             else:
                 ctx.reject(record, filter=name, reason=verdict.reason or "", score=verdict.score)
