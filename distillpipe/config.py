@@ -268,6 +268,14 @@ class ExportConfig(StrictModel):
     reference_field: str | list[str] = Field(
         "reference", description="dot path(s) to the reference solution; the first present"
     )
+    reasoning: Literal["inline", "field", "drop"] = Field(
+        "inline",
+        description="a response's reasoning trace: inline (<think>…</think> before the "
+        "answer), field (reasoning_content on the assistant message) or drop",
+    )
+    reasoning_tags: tuple[str, str] = Field(
+        ("<think>", "</think>"), description="inline: the opening and closing tags"
+    )
     shuffle: bool = Field(True, description="seeded by config.seed and record ids")
     validation: int | float = Field(
         0, ge=0, description="validation split: a fraction in (0, 1) or a record count"

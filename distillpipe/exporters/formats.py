@@ -5,6 +5,9 @@ sharegpt           {"conversations": [{from, value}, ...]}       axolotl, LLaMA-
 alpaca             {"instruction", "input", "output"[, "system"]}
 prompt-completion  {"prompt", "completion"}                      TRL (strings or message lists)
 dpo                {"prompt", "chosen", "rejected"}              TRL DPOTrainer, explicit prompt
+
+A reasoning trace is laid out by ``exporters/reasoning.py`` (inline in the text, or
+as ``reasoning_content`` / a ``reasoning`` column here).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ class Example:
     input: str
     response: str
     rejected: str | None = None
+    reasoning: str | None = None
+    """The trace of ``response`` to write beside it (``export.reasoning: field``)."""
+    rejected_reasoning: str | None = None
 
     @property
     def user(self) -> str:
@@ -36,8 +42,15 @@ def _prompt_messages(example: Example) -> list[dict[str, str]]:
     return [*system, {"role": "user", "content": example.user}]
 
 
-def _assistant(text: str) -> list[dict[str, str]]:
+def _assistant(text: str, reasoning: str | None = None) -> list[dict[str, str]]:
+    if reasoning is not None:
+        return [{"role": "assistant", "content": text, "reasoning_content": reasoning}]
     return [{"role": "assistant", "content": text}]
+
+
+def _with_trace(row: Row, reasoning: str | None, column: str = "reasoning") -> Row:
+    """A string format's trace as its own column (``export.reasoning: field``)."""
+    return {**row, column: reasoning} if reasoning is not None else row
 
 
 def _prompt_text(example: Example) -> str:
@@ -45,13 +58,14 @@ def _prompt_text(example: Example) -> str:
 
 
 def messages(example: Example, conversational: bool = True) -> Row:
-    return {"messages": _prompt_messages(example) + _assistant(example.response)}
+    assistant = _assistant(example.response, example.reasoning)
+    return {"messages": _prompt_messages(example) + assistant}
 
 
 def sharegpt(example: Example, conversational: bool = True) -> Row:
     turns = [{"from": "system", "value": example.system}] if example.system else []
     turns += [{"from": "human", "value": example.user}, {"from": "gpt", "value": example.response}]
-    return {"conversations": turns}
+    return _with_trace({"conversations": turns}, example.reasoning)
 
 
 def alpaca(example: Example, conversational: bool = True) -> Row:
@@ -59,13 +73,15 @@ def alpaca(example: Example, conversational: bool = True) -> Row:
     row["output"] = example.response
     if example.system:
         row["system"] = example.system
-    return row
+    return _with_trace(row, example.reasoning)
 
 
 def prompt_completion(example: Example, conversational: bool = True) -> Row:
     if conversational:
-        return {"prompt": _prompt_messages(example), "completion": _assistant(example.response)}
-    return {"prompt": _prompt_text(example), "completion": example.response}
+        completion = _assistant(example.response, example.reasoning)
+        return {"prompt": _prompt_messages(example), "completion": completion}
+    row = {"prompt": _prompt_text(example), "completion": example.response}
+    return _with_trace(row, example.reasoning)
 
 
 def dpo(example: Example, conversational: bool = True) -> Row:
@@ -74,11 +90,13 @@ def dpo(example: Example, conversational: bool = True) -> Row:
     if conversational:
         return {
             "prompt": _prompt_messages(example),
-            "chosen": _assistant(example.response),
-            "rejected": _assistant(example.rejected),
+            "chosen": _assistant(example.response, example.reasoning),
+            "rejected": _assistant(example.rejected, example.rejected_reasoning),
         }
     prompt = _prompt_text(example)
-    return {"prompt": prompt, "chosen": example.response, "rejected": example.rejected}
+    row = {"prompt": prompt, "chosen": example.response, "rejected": example.rejected}
+    row = _with_trace(row, example.reasoning, "chosen_reasoning")
+    return _with_trace(row, example.rejected_reasoning, "rejected_reasoning")
 
 
 FORMATS: dict[str, Callable[[Example, bool], Row]] = {
