@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -115,6 +117,12 @@ class ConversationConfig(StrictModel):
 
 
 class GenerateConfig(SamplingConfig):
+    max_tokens: int | list[int] = Field(  # type: ignore[assignment]
+        256,
+        description="a token limit, or a ladder of rising ones: a sample cut off at one "
+        "rung (finish_reason length) is asked again at the next; cut off at the top, it "
+        "is rejected",
+    )
     n: int = Field(1, ge=1, le=128, description="teacher samples per record")
     until: UntilConfig | None = Field(
         None, description="rejection sampling against a filter; replaces n"
@@ -154,6 +162,28 @@ class MagpieConfig(SamplingConfig):
     system_prompt: str | None = Field(None, description="a system message before the user turn")
     keep_truncated: bool = Field(False, description="keep instructions cut by max_tokens")
     batch_size: int = Field(16, ge=1, description="samples asked for at once")
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _rising_ladder(cls, value: int | list[int]) -> int | list[int]:
+        rungs = [value] if isinstance(value, int) else value
+        if not rungs or any(rung < 1 for rung in rungs):
+            raise ValueError("token limits must be at least 1, and a ladder needs one")
+        if any(high <= low for low, high in pairwise(rungs)):
+            raise ValueError(f"a ladder's limits must rise: {rungs}")
+        return value
+
+    @property
+    def ladder(self) -> tuple[int, ...] | None:
+        """The rungs of ``max_tokens: [...]``; None when it is one number."""
+        return None if isinstance(self.max_tokens, int) else tuple(self.max_tokens)
+
+    def sampling_params(
+        self, extra_stop: tuple[str, ...] = (), max_tokens: int | None = None
+    ) -> SamplingParams:
+        """The first rung of a ladder unless ``max_tokens`` names another."""
+        first = self.max_tokens if isinstance(self.max_tokens, int) else self.max_tokens[0]
+        return replace(super().sampling_params(extra_stop), max_tokens=max_tokens or first)
 
 
 EVOLVE_OPERATORS = (
@@ -297,6 +327,14 @@ class ExportConfig(StrictModel):
     )
     reference_field: str | list[str] = Field(
         "reference", description="dot path(s) to the reference solution; the first present"
+    )
+    reasoning: Literal["inline", "field", "drop"] = Field(
+        "inline",
+        description="a response's reasoning trace: inline (<think>…</think> before the "
+        "answer), field (reasoning_content on the assistant message) or drop",
+    )
+    reasoning_tags: tuple[str, str] = Field(
+        ("<think>", "</think>"), description="inline: the opening and closing tags"
     )
     shuffle: bool = Field(True, description="seeded by config.seed and record ids")
     validation: int | float = Field(
@@ -584,7 +622,8 @@ def parse_plugin_sections(
 def teacher_sampling(config: Config) -> Iterator[tuple[Loc, dict[str, str], SamplingParams]]:
     """Each kind of request the config's stages send the teacher: where it is set, the
     config key of each sampling parameter that is not spelled the same, the parameters."""
-    yield ("generate",), {}, config.generate.sampling_params()
+    for rung in config.generate.ladder or (None,):  # every rung of a ladder is sent
+        yield ("generate",), {}, config.generate.sampling_params(max_tokens=rung)
     if config.self_instruct is not None:
         yield ("self_instruct",), {}, config.self_instruct.sampling_params()
     if config.magpie is not None:

@@ -24,8 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from distillpipe.cache import KEY_VERSION, ResponseCache
@@ -121,7 +130,8 @@ class Dispatcher:
         awaited = [call for call in calls if call.key in self._in_flight]
         elsewhere = {call.key: self._in_flight[call.key] for call in awaited}
         lookup = [call for call in calls if call.key not in elsewhere]
-        found = self.cache.get_many(call.key for call in lookup) if self.cache else {}
+        cached = self.cache.get_many(call.key for call in lookup) if self.cache else {}
+        found = {key: self._read(completion) for key, completion in cached.items()}
         self.stats.cache_hits += len(found)
         for completion in found.values():
             self._count(completion, cached=True)
@@ -151,9 +161,12 @@ class Dispatcher:
         self._in_flight.update(promised)
         started = time.perf_counter()
         try:
-            async for call, completion in self.teacher.generate(calls):
+            async for call, answered in self.teacher.generate(calls):
+                if answered.created is None:  # cached with it, so a replay says the same
+                    answered = replace(answered, created=utc_now())
                 if self.cache is not None:
-                    self.cache.put(call.key, completion)
+                    self.cache.put(call.key, answered)
+                completion = self._read(answered)
                 found[call.key] = completion
                 self.stats.teacher_calls += 1
                 self._count(completion, cached=False)
@@ -179,14 +192,17 @@ class Dispatcher:
         *,
         batch_size: int,
         batches_in_flight: int | None = None,
+        resolve: Callable[[Sequence[Request]], Awaitable[list[list[Completion]]]] | None = None,
     ) -> AsyncIterator[tuple[T, list[list[Completion]]]]:
         """Yield ``(item, completions per request)`` in input order.
 
         Items are taken in batches; up to ``batches_in_flight`` batches are
         resolved at once (default: enough for twice the teacher's concurrency)
         so the teacher never idles while a batch's slowest call finishes.
-        Memory is bounded by the window, not the input.
+        Memory is bounded by the window, not the input. ``resolve`` stands in for
+        :meth:`resolve` (the truncation ladder's, which resolves through it).
         """
+        resolve = resolve or self.resolve
         if batches_in_flight is None:  # enough batches to keep every teacher slot busy, twice
             batches_in_flight = max(2, -(-2 * self.teacher.concurrency // batch_size))
         pending: asyncio.Queue[asyncio.Task[Any] | None] = asyncio.Queue(batches_in_flight)
@@ -196,7 +212,7 @@ class Dispatcher:
                 for batch in _batched(items, batch_size):
                     requests = [to_requests(item) for item in batch]
                     flat = [request for group in requests for request in group]
-                    task = asyncio.ensure_future(self.resolve(flat))
+                    task = asyncio.ensure_future(resolve(flat))
                     grouped = _with_batch(task, batch, requests)
                     try:
                         await pending.put(grouped)
@@ -221,6 +237,11 @@ class Dispatcher:
                     leftover.cancel()
                     leftover.add_done_callback(_retrieve)  # its error was superseded
 
+    def _read(self, completion: Completion) -> Completion:
+        """As records carry it: the cache keeps the content as it came, an inline trace
+        and all; it is split here, by the teacher's ``reasoning`` options."""
+        return completion.read(self.teacher.options.reasoning)
+
     def _count(self, completion: Completion, *, cached: bool) -> None:
         self.stats.prompt_tokens += completion.prompt_tokens
         self.stats.completion_tokens += completion.completion_tokens
@@ -229,6 +250,11 @@ class Dispatcher:
             self.stats.cost_usd += self.price(completion)
         if self.on_call_done is not None:
             self.on_call_done(completion, cached)
+
+
+def utc_now() -> str:
+    """The time a teacher answered, as completions carry it."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _being_cancelled() -> bool:

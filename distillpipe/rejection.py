@@ -20,7 +20,9 @@ from typing import Any
 from distillpipe.config import Config, UntilConfig, until_filter
 from distillpipe.dispatch import Dispatcher
 from distillpipe.filters.base import Filter, build_filter
+from distillpipe.ladder import TruncationLadder
 from distillpipe.pass_at_k import mean_pass_at_k
+from distillpipe.provenance import Provenance
 from distillpipe.teachers.base import Request
 
 Record = dict[str, Any]
@@ -70,10 +72,16 @@ class RejectionStats:
 class RejectionSampler:
     """Draws samples for a batch of records in rounds; the filter is built once."""
 
-    def __init__(self, config: Config, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self, config: Config, dispatcher: Dispatcher, provenance: Provenance | None = None
+    ) -> None:
         assert config.generate.until is not None
         self.until = config.generate.until
         self.dispatcher = dispatcher
+        self.provenance = provenance or Provenance(dispatcher, None)
+        rungs = config.generate.ladder
+        # with a ladder, a sample cut off at the top stays for the filter to judge
+        self.resolve = TruncationLadder(dispatcher, rungs).resolve if rungs else dispatcher.resolve
         self.judge: Filter = build_filter(until_filter(config), config)
         if self.judge.uses_teacher:
             self.judge.attach_dispatcher(dispatcher)
@@ -117,13 +125,10 @@ class RejectionSampler:
                 drawn = len(record["responses"])
                 step = min(until.step, until.max_samples - drawn)
                 rounds.append(replace(requests[id(record)], n=step, first_sample=drawn))
-            completions = await self.dispatcher.resolve(rounds)
+            completions = await self.resolve(rounds)
             views = []
             for record, request, samples in zip(open_records, rounds, completions, strict=True):
-                new = [
-                    completion.to_response(request.first_sample + offset)
-                    for offset, completion in enumerate(samples)
-                ]
+                new = self.provenance.responses(request, samples)
                 record["responses"].extend(new)
                 views.append({**record, "responses": new})
             scores = await self.judge.ascore(views)

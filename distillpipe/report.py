@@ -90,6 +90,17 @@ def figures(data: RunData) -> list[dict[str, str]]:
                 first_and_last(data.response_tokens), "Response length", "completion tokens"
             ),
         )
+    if data.trace_tokens:
+        last = list(data.trace_tokens)[-1]  # what the pipeline kept
+        add(
+            "trace-lengths",
+            "Reasoning trace lengths",
+            plots.histogram(
+                {"trace": data.trace_tokens[last], "answer": data.answer_tokens[last]},
+                f"Trace and answer lengths of the traced responses ({last})",
+                "tokens",
+            ),
+        )
     for view in data.filters.values():
         if view.passed or view.rejected or view.rejected_elsewhere:
             add(

@@ -162,6 +162,8 @@ class RunData:
     stages: list[StageView]
     instruction_words: dict[str, list[int]] = field(default_factory=dict)  # per stage
     response_tokens: dict[str, list[int]] = field(default_factory=dict)
+    answer_tokens: dict[str, list[int]] = field(default_factory=dict)  # of traced responses
+    trace_tokens: dict[str, list[int]] = field(default_factory=dict)  # per stage
     filters: dict[str, FilterView] = field(default_factory=dict)
     operators: Counter[str] = field(default_factory=Counter)
     depths: Counter[int] = field(default_factory=Counter)
@@ -225,6 +227,10 @@ def _count_lengths(data: RunData, stage: str, record: dict[str, Any]) -> None:
         answer_tokens = (usage.get("completion_tokens") or 0) - usage.get("reasoning_tokens", 0)
         tokens = answer_tokens if answer_tokens > 0 else len(response.get("text", "").split())
         data.response_tokens.setdefault(stage, []).append(tokens)
+        if response.get("reasoning"):
+            trace = usage.get("reasoning_tokens") or len(response["reasoning"].split())
+            data.trace_tokens.setdefault(stage, []).append(trace)
+            data.answer_tokens.setdefault(stage, []).append(tokens)
 
 
 def _count_rejected(data: RunData, stage: str, record: dict[str, Any]) -> None:

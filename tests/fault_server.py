@@ -37,6 +37,14 @@ These rules are written out here from the providers' documented errors, apart
 from the client's model_rules.yaml, so that the tests check one against the
 other. Reasoning models answer with reasoning tokens in their usage.
 
+A reasoning teacher on demand: ``reasoning_shape`` makes every answer carry the
+trace ``TRACE`` in one wire shape (``reasoning_content``, ``reasoning``,
+``inline``: ``<think>…</think>`` before the answer, ``inline_closing``: only the
+closing tag, as when the prompt opened the block; ``redacted_thinking``: an
+Anthropic encrypted block), and ``needs_tokens`` makes a request whose token
+limit is below it stop with ``finish_reason: length`` inside its trace (a
+reasoning model that ran out of budget while thinking).
+
 Run it in a thread (``FaultServer().start()``, the tests) or as its own
 process (``python tests/fault_server.py --port P --latency 0.1``, the benchmark),
 which also lists its models on ``/v1/models``, so distillpipe can launch it as
@@ -94,6 +102,8 @@ class FaultServer:
         self.rejected: list[dict[str, Any]] = []  # bodies answered 400 by check_bodies
         self.answer: Callable[[dict[str, Any]], str | None] | None = None  # chat replies
         self.models: list[dict[str, Any]] | None = None  # what /v1/models lists
+        self.reasoning_shape: str | None = None  # see the module's docstring
+        self.needs_tokens: int | None = None  # below it an answer is cut off while thinking
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -242,6 +252,13 @@ class FaultServer:
         answer = openai_chat_answer(body)
         if self.answer is not None and (text := self.answer(body)) is not None:
             answer["choices"][0]["message"]["content"] = text
+        if self.reasoning_shape is not None:
+            choice = answer["choices"][0]
+            limit = body.get("max_completion_tokens", body.get("max_tokens"))
+            cut = self.needs_tokens is not None and limit < self.needs_tokens
+            choice["message"] = with_trace(choice["message"], self.reasoning_shape, cut)
+            if cut:
+                choice["finish_reason"] = "length"
         return _json(answer, self.rate_limit_headers)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
@@ -253,12 +270,17 @@ class FaultServer:
             return fault
         self._count_answer(raw)
         text = f"echo: {body['prompt'][-40:]}"
+        finish_reason = "stop"
+        if self.reasoning_shape is not None:
+            cut = self.needs_tokens is not None and body.get("max_tokens") < self.needs_tokens
+            text = with_trace({"content": text}, self.reasoning_shape, cut)["content"]
+            finish_reason = "length" if cut else finish_reason
         return _json(
             {
                 "id": "cmpl-1",
                 "object": "text_completion",
                 "model": body["model"],
-                "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "text": text, "finish_reason": finish_reason}],
                 "usage": _usage(body["prompt"], text),
             },
             self.rate_limit_headers,
@@ -278,7 +300,16 @@ class FaultServer:
         if self.fault == "refusal":
             answer = {**anthropic_answer(body), "stop_reason": "refusal", "content": []}
             return _json(answer)
-        return _json(anthropic_answer(body), self.rate_limit_headers)
+        answer = anthropic_answer(body)
+        if self.reasoning_shape == "redacted_thinking":
+            answer["content"] = [
+                {"type": "redacted_thinking", "data": REDACTED_DATA},
+                *(block for block in answer["content"] if block["type"] == "text"),
+            ]
+        if self.needs_tokens is not None and body["max_tokens"] < self.needs_tokens:
+            answer["content"] = [b for b in answer["content"] if b["type"] != "text"]
+            answer["stop_reason"] = "max_tokens"
+        return _json(answer, self.rate_limit_headers)
 
     # -- OpenAI files and batches -------------------------------------------
 
@@ -650,6 +681,24 @@ def openai_chat_answer(body: dict[str, Any]) -> dict[str, Any]:
 
 
 THINKING = "The user wants the echo of the last words, so I repeat them as they are."
+TRACE = "First I read the request. Then I echo its last words back."
+REDACTED_DATA = "ZW5jcnlwdGVkIHRoaW5raW5n"
+
+
+def with_trace(message: dict[str, Any], shape: str, cut: bool) -> dict[str, Any]:
+    """An assistant message carrying ``TRACE`` in one wire shape; ``cut``: stopped at its
+    token limit while thinking (half the trace, no answer)."""
+    trace = TRACE[: len(TRACE) // 2] if cut else TRACE
+    answer = "" if cut else message["content"]
+    if shape in ("reasoning_content", "reasoning"):
+        return {**message, "content": answer or None, shape: trace}
+    if shape == "inline":
+        closing = "" if cut else "\n</think>\n\n"
+        return {**message, "content": f"<think>\n{trace}{closing}{answer}"}
+    if shape == "inline_closing":
+        closing = "" if cut else "\n</think>\n\n"
+        return {**message, "content": f"{trace}{closing}{answer}"}
+    raise ValueError(f"unknown reasoning shape {shape!r}")
 
 
 def anthropic_answer(body: dict[str, Any]) -> dict[str, Any]:

@@ -87,3 +87,14 @@ def paid_generate_config(tmp_path: Path, base_url: str, records: int, **teacher:
     path.write_text(yaml.safe_dump(data))
     write_records(tmp_path / "in.jsonl", records)
     return path
+
+
+def without_answer_times(path: Path) -> list[dict]:
+    """A JSONL file's rows less ``responses[].provenance.time``: when the teacher
+    answered. A rerun replays it from the cache; a run against another cache (a clean
+    run beside a resumed one) asked at other times, and all else must be equal."""
+    rows = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    for row in rows:
+        for response in row.get("responses") or []:
+            (response.get("provenance") or {}).pop("time", None)
+    return rows

@@ -212,3 +212,19 @@ def test_the_report_of_a_real_run_renders_in_headless_chromium(
     pixels = (matplotlib.image.imread(shot)[..., :3] * 255).round()
     bar_blue = (abs(pixels - (76, 114, 176)).sum(axis=-1) < 30).sum()
     assert bar_blue > 5000  # the plots' bars are on screen, not just the text
+
+
+def test_trace_lengths_are_plotted_beside_the_answer_lengths(tmp_path: Path):
+    responses = [
+        {"text": "5", "reasoning": "two and three " * 4, "reasoning_kind": "raw", "sample": 0,
+         "usage": {"completion_tokens": 14, "reasoning_tokens": 12}},
+        {"text": "no trace here", "reasoning": None, "sample": 1, "usage": {}},
+    ]  # fmt: skip
+    write_jsonl(
+        tmp_path / "generate.jsonl", [{"id": "a", "instruction": "Add.", "responses": responses}]
+    )
+    manifest = {"config": {}, "stages": {"generate": {"output": "generate.jsonl", "stats": {}}}}
+    (tmp_path / "manifest.json").write_bytes(orjson.dumps(manifest))
+    html = render(tmp_path)
+    assert "trace-lengths" in plot_ids(html)
+    assert "Trace and answer lengths of the traced responses (generate)" in html

@@ -33,13 +33,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from distillpipe.cache import ResponseCache
 from distillpipe.config import Config, ExecutorConfig
-from distillpipe.dispatch import Dispatcher, _batched
+from distillpipe.dispatch import Dispatcher, _batched, utc_now
 from distillpipe.errors import ConfigError, DistillpipeError, MissingDependencyError
 from distillpipe.executors.ray_dispatch import hand_out
 from distillpipe.executors.ray_worker import TeacherWorker, config_for_actor, most_actors
@@ -291,6 +291,8 @@ class RayExecutor:
         progress = StageProgress(progress_mode, f"{stage.name} on ray", calls=len(calls))
 
         def commit(key: str, completion: Completion) -> None:
+            if completion.created is None:  # as the dispatcher stamps what it sends
+                completion = replace(completion, created=utc_now())
             cache.put(key, completion)
             stats.sent += 1
             stats.cost_usd += cost(completion)

@@ -20,6 +20,7 @@ class CardFacts:
     teacher_models: list[str]
     parquet_files: list[tuple[str, str]] = field(default_factory=list)
     manifest: dict[str, Any] | None = None
+    traced_rows: int = 0  # rows from a sample with a reasoning trace
 
 
 def stage_rows(manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -65,5 +66,8 @@ def render_card(config: Config, export_format: str, facts: CardFacts) -> str:
         stages=stage_rows(facts.manifest),
         funnel=funnel_rows(facts.manifest),
         parquet_files=facts.parquet_files,
+        traced_rows=facts.traced_rows,
+        reasoning=config.export_section.reasoning,
+        reasoning_tags=config.export_section.reasoning_tags,
         config_yaml=yaml.safe_dump(config.public_dump(), sort_keys=False),
     )

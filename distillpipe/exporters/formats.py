@@ -8,6 +8,8 @@ dpo                {"prompt", "chosen", "rejected"}              TRL DPOTrainer,
 
 Exporters register under the entry-point group ``distillpipe.exporters`` (the
 entry point's name is the format's name), the built-ins like third-party ones.
+A reasoning trace is laid out by ``exporters/reasoning.py`` (inline in the text, or
+as ``reasoning_content`` / a ``reasoning`` column here).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class Example:
     input: str
     response: str
     rejected: str | None = None
+    reasoning: str | None = None
+    """The trace of ``response`` to write beside it (``export.reasoning: field``)."""
+    rejected_reasoning: str | None = None
 
     @property
     def user(self) -> str:
@@ -46,8 +51,15 @@ def _prompt_messages(example: Example) -> list[dict[str, str]]:
     return [*system, {"role": "user", "content": example.user}]
 
 
-def _assistant(text: str) -> list[dict[str, str]]:
+def _assistant(text: str, reasoning: str | None = None) -> list[dict[str, str]]:
+    if reasoning is not None:
+        return [{"role": "assistant", "content": text, "reasoning_content": reasoning}]
     return [{"role": "assistant", "content": text}]
+
+
+def _with_trace(row: Row, reasoning: str | None, column: str = "reasoning") -> Row:
+    """A string format's trace as its own column (``export.reasoning: field``)."""
+    return {**row, column: reasoning} if reasoning is not None else row
 
 
 def _prompt_text(example: Example) -> str:
@@ -79,7 +91,8 @@ def exporter_named(name: str) -> Exporter:
 
 class MessagesExporter(Exporter):
     def row(self, example: Example, record: dict[str, Any], section: ExportConfig) -> Row:
-        return {"messages": _prompt_messages(example) + _assistant(example.response)}
+        assistant = _assistant(example.response, example.reasoning)
+        return {"messages": _prompt_messages(example) + assistant}
 
     def conversation_row(self, messages: list[dict[str, str]], section: ExportConfig) -> Row:
         return {"messages": messages}
@@ -92,7 +105,7 @@ class ShareGptExporter(Exporter):
             {"from": "human", "value": example.user},
             {"from": "gpt", "value": example.response},
         ]
-        return {"conversations": turns}
+        return _with_trace({"conversations": turns}, example.reasoning)
 
     def conversation_row(self, messages: list[dict[str, str]], section: ExportConfig) -> Row:
         return {"conversations": multi_turn.sharegpt_turns(messages)}
@@ -104,7 +117,7 @@ class AlpacaExporter(Exporter):
         row["output"] = example.response
         if example.system:
             row["system"] = example.system
-        return row
+        return _with_trace(row, example.reasoning)
 
     def conversation_row(self, messages: list[dict[str, str]], section: ExportConfig) -> Row:
         return multi_turn.alpaca_row(messages)
@@ -113,8 +126,10 @@ class AlpacaExporter(Exporter):
 class PromptCompletionExporter(Exporter):
     def row(self, example: Example, record: dict[str, Any], section: ExportConfig) -> Row:
         if section.conversational:
-            return {"prompt": _prompt_messages(example), "completion": _assistant(example.response)}
-        return {"prompt": _prompt_text(example), "completion": example.response}
+            completion = _assistant(example.response, example.reasoning)
+            return {"prompt": _prompt_messages(example), "completion": completion}
+        row = {"prompt": _prompt_text(example), "completion": example.response}
+        return _with_trace(row, example.reasoning)
 
     def conversation_row(self, messages: list[dict[str, str]], section: ExportConfig) -> Row:
         return multi_turn.prompt_completion_row(messages, section.conversational)
@@ -129,8 +144,10 @@ class DpoExporter(Exporter):
         if section.conversational:
             return {
                 "prompt": _prompt_messages(example),
-                "chosen": _assistant(example.response),
-                "rejected": _assistant(example.rejected),
+                "chosen": _assistant(example.response, example.reasoning),
+                "rejected": _assistant(example.rejected, example.rejected_reasoning),
             }
         prompt = _prompt_text(example)
-        return {"prompt": prompt, "chosen": example.response, "rejected": example.rejected}
+        row = {"prompt": prompt, "chosen": example.response, "rejected": example.rejected}
+        row = _with_trace(row, example.reasoning, "chosen_reasoning")
+        return _with_trace(row, example.rejected_reasoning, "rejected_reasoning")

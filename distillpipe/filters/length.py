@@ -1,11 +1,13 @@
-"""Length bounds in characters, words and tokens on the instruction and the
-responses, and the truncation check: a response the teacher cut at its token
+"""Length bounds in characters, words and tokens on the instruction, the
+responses' answers (``response``) and their reasoning traces (``reasoning``),
+each apart, and the truncation check: a response the teacher cut at its token
 limit (``finish_reason: "length"``) is rejected as truncated.
 
 Tokens are counted with the teacher's tokenizer where it is known (the GGUF
 vocabulary of a llama.cpp teacher; a response's own ``usage.completion_tokens``
 when the teacher reported it, less its ``reasoning_tokens``: a reasoning
-model's hidden reasoning is not part of the response) and with OpenAI's
+model's hidden reasoning is not part of the response; a trace's own count is its
+``usage.reasoning_tokens``) and with OpenAI's
 encodings otherwise (``distillpipe.tokens``). They are only counted when a
 token bound is set.
 """
@@ -67,7 +69,10 @@ def violation(
 class LengthOptions(FilterOptions):
     type: str = "length"
     instruction: Bounds = Field(default_factory=Bounds, description="on instruction + input")
-    response: Bounds = Field(default_factory=Bounds)
+    response: Bounds = Field(default_factory=Bounds, description="on the answer (text)")
+    reasoning: Bounds = Field(
+        default_factory=Bounds, description="on the reasoning trace, apart from the answer"
+    )
     reject_truncated: bool = Field(True, description='reject finish_reason "length"')
     responses: ResponseScope = Field("all", description="check every response, or the primary")
     count_with: str = Field(
@@ -87,6 +92,8 @@ class LengthFilter(Filter):
         self._response_checks = self.options.response.checks()
         self._instruction_tokens = self.options.instruction.wants_tokens
         self._response_tokens = self.options.response.wants_tokens
+        self._reasoning_checks = self.options.reasoning.checks()
+        self._reasoning_tokens = self.options.reasoning.wants_tokens
 
     def count_tokens(self, text: str) -> int:
         if self._count_tokens is None:
@@ -114,8 +121,18 @@ class LengthFilter(Filter):
                 usage = response.get("usage") or {}
                 known = (usage.get("completion_tokens") or 0) - usage.get("reasoning_tokens", 0)
                 counts["tokens"] = known if known > 0 else self.count_tokens(text)
+            if self._reasoning_checks:
+                counts["reasoning"] = self._trace_counts(response)
             counted.append(counts)
         return {"instruction": instruction, "responses": counted}
+
+    def _trace_counts(self, response: dict[str, Any]) -> dict[str, int]:
+        trace = response.get("reasoning") or ""
+        counts = {"chars": len(trace), "words": word_count(trace)}
+        if self._reasoning_tokens:
+            reported = (response.get("usage") or {}).get("reasoning_tokens") or 0
+            counts["tokens"] = reported if reported > 0 else self.count_tokens(trace)
+        return counts
 
     def value(self, score: Any) -> float | None:
         responses = score["responses"]
@@ -136,6 +153,10 @@ class LengthFilter(Filter):
                 problem = violation(self._response_checks, counts)
                 if problem:
                     return Verdict.rejected(f"response {counts['sample']}: {problem}", score)
+            if self._reasoning_checks:
+                problem = violation(self._reasoning_checks, counts["reasoning"])
+                if problem:
+                    return Verdict.rejected(f"reasoning {counts['sample']}: {problem}", score)
         return Verdict.kept(score)
 
 

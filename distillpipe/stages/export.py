@@ -33,6 +33,7 @@ from distillpipe.exporters import card, hf
 from distillpipe.exporters.formats import exporter_named
 from distillpipe.exporters.logprobs import sidecar_row
 from distillpipe.exporters.multi_turn import NO_ANSWER, conversation_messages, no_row
+from distillpipe.exporters.reasoning import has_trace, with_reasoning
 from distillpipe.exporters.select import pick_preference, pick_sft, with_reference
 from distillpipe.io import atomic_write_bytes, write_jsonl
 from distillpipe.manifest import MANIFEST
@@ -53,6 +54,7 @@ class Exported:
     skipped: Counter[str] = field(default_factory=Counter)
     teacher_models: list[str] = field(default_factory=list)
     reference_rows: int = 0
+    traced_rows: int = 0  # rows from a sample with a reasoning trace
 
     def rows(self) -> Iterator[dict[str, Any]]:
         for rows in self.splits.values():
@@ -67,6 +69,9 @@ class Exported:
         }
         if section.include_reference:
             stats["reference_rows"] = self.reference_rows
+        if self.traced_rows:
+            stats["traced_rows"] = self.traced_rows
+            stats["reasoning"] = section.reasoning
         return stats
 
 
@@ -124,6 +129,8 @@ def build_export(records: Iterable[Record], config: Config) -> Exported:
         if reason is not None:
             result.skipped[reason] += 1
             continue
+        picked = with_reasoning(record, picked, section.reasoning, section.reasoning_tags)
+        result.traced_rows += sum(has_trace(record, p.sample) for p in picked)
         kept.append(
             _Kept(
                 shuffle_key(config.seed, record) if section.shuffle else b"",
@@ -197,6 +204,7 @@ def _write_files(
             teacher_models=exported.teacher_models,
             parquet_files=parquet,
             manifest=manifest,
+            traced_rows=exported.traced_rows,
         )
         rendered = card.render_card(config, section.format, facts)
         atomic_write_bytes(directory / "README.md", rendered.encode())

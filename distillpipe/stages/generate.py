@@ -6,6 +6,10 @@ or, for base models, a raw prompt from ``NAME.completion.jinja``. Responses
 land in ``record["responses"]`` in sample order; output order is input order.
 With ``generate.until`` a record is sampled in rounds until enough samples pass
 a filter (``rejection.py``); records that never do go to the rejected file.
+With a ladder of token limits (``generate.max_tokens: [...]``, ``ladder.py``) a
+sample cut off at its limit is asked again at the next; cut off at the top, it
+goes to the rejected file. Every response carries its provenance
+(``provenance.py``).
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ from dataclasses import replace
 from typing import ClassVar
 
 from distillpipe.config import Config
-from distillpipe.dispatch import Dispatcher
+from distillpipe.ladder import TruncationLadder, cut_off, cut_off_reason
 from distillpipe.prompts import prompts_for
+from distillpipe.provenance import Provenance, template_hash
 from distillpipe.rejection import RejectionSampler
 from distillpipe.stages.base import Record, StageContext
 from distillpipe.stages.conversation import converse
-from distillpipe.teachers.base import Request
+from distillpipe.teachers.base import Completion, Request
 
 SYSTEM_PRESETS = ("none", "plain", "cot", "orca")
+LADDER = "generate.max_tokens"  # the rejected file's `reject.filter` for cut-off samples
 
 
 def system_prompt_for(record: Record, config: Config) -> str | None:
@@ -53,13 +59,15 @@ class RequestBuilder:
         self.config, self.mode, self.n = config, mode, section.n
         prompts = prompts_for(config)
         if mode == "chat":
-            self.template = prompts.template(f"generate/{section.template}.chat.jinja")
+            name = f"generate/{section.template}.chat.jinja"
             self.params = section.sampling_params()
         else:
-            self.template = prompts.template(f"generate/{section.template}.completion.jinja")
+            name = f"generate/{section.template}.completion.jinja"
             self.params = section.sampling_params(
                 prompts.lines(f"generate/{section.template}.stop.txt")
             )
+        self.template = prompts.template(name)
+        self.template_hash = template_hash(prompts.text(name))
 
     def __call__(self, record: Record) -> Request:
         system = system_prompt_for(record, self.config)
@@ -112,30 +120,53 @@ class GenerateStage:
             return
         dispatcher = ctx.dispatcher()
         build_request = RequestBuilder(ctx.config, dispatcher.teacher.mode)
+        provenance = Provenance(dispatcher, build_request.template_hash)
         if ctx.config.generate.until is not None:
-            async for record in self._run_until(records, ctx, dispatcher, build_request):
+            async for record in self._run_until(records, ctx, provenance, build_request):
                 yield record
             return
+        rungs = ctx.config.generate.ladder
+        ladder = TruncationLadder(dispatcher, rungs) if rungs else None
 
         def to_requests(record: Record) -> list[Request]:
             return [build_request(record)]
 
-        async for record, (completions,) in dispatcher.map_ordered(
-            records, to_requests, batch_size=ctx.config.generate.batch_size
-        ):
-            record["responses"] = [
-                completion.to_response(sample) for sample, completion in enumerate(completions)
-            ]
-            yield record
+        try:
+            async for record, (completions,) in dispatcher.map_ordered(
+                records,
+                to_requests,
+                batch_size=ctx.config.generate.batch_size,
+                resolve=ladder.resolve if ladder else None,
+            ):
+                record["responses"] = provenance.responses(build_request(record), completions)
+                if ladder is None or self._keep_finished(record, completions, ctx):
+                    yield record
+        finally:
+            if ladder is not None:
+                ctx.stats["ladder"] = ladder.stats.as_dict()
+
+    @staticmethod
+    def _keep_finished(record: Record, completions: list[Completion], ctx: StageContext) -> bool:
+        """The samples the top of the ladder still cut off go to the rejected file (the
+        record with those samples alone); the record goes on with the others, if any."""
+        cut = [i for i, completion in enumerate(completions) if cut_off(completion)]
+        if not cut:
+            return True
+        responses = record["responses"]
+        for i in cut:
+            reason = cut_off_reason(responses[i], completions[i].ladder)
+            ctx.reject({**record, "responses": [responses[i]]}, filter=LADDER, reason=reason)
+        record["responses"] = [r for i, r in enumerate(responses) if i not in cut]
+        return bool(record["responses"])
 
     async def _run_until(
         self,
         records: Iterator[Record],
         ctx: StageContext,
-        dispatcher: Dispatcher,
+        provenance: Provenance,
         build_request: RequestBuilder,
     ) -> AsyncIterator[Record]:
-        sampler = RejectionSampler(ctx.config, dispatcher)
+        sampler = RejectionSampler(ctx.config, provenance.dispatcher, provenance)
         name = sampler.judge.name
 
         def reject(record: Record, reason: str) -> None:

@@ -15,6 +15,10 @@ top_p only from 0.95, so none of them is sent; the budget counts toward
 one ``output_tokens`` count holds it. Anthropic does not say how much of it
 was thinking, so ``reasoning_tokens`` is that count less the answer's tokens
 counted with ``cl100k_base`` (an estimate, as Anthropic prompt counts are).
+The thinking blocks become the response's ``reasoning`` (a summary on the
+Claude 4 models, the full thinking on Claude 3.7; ``redacted`` when only
+encrypted blocks came) and are kept as sent, signatures included, in
+``reasoning_blocks``, which a later turn must replay unchanged.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pydantic import Field
 from distillpipe.errors import ConfigError
 from distillpipe.teachers.api import ApiOptions, ApiTeacher
 from distillpipe.teachers.base import CONTENT_FILTER, Call, Completion, SamplingParams
+from distillpipe.teachers.reasoning import ReasoningKind, from_anthropic_blocks
 from distillpipe.tokens import count_tokens, encoding_named
 
 API_VERSION = "2023-06-01"
@@ -131,13 +136,17 @@ class AnthropicTeacher(ApiTeacher):
 
     def parse(self, data: Any, top_k: int | None = None) -> Completion:
         blocks = data["content"]
-        text = "".join(block.get("text", "") for block in blocks if block.get("type") == "text")
+        parsed = from_anthropic_blocks(blocks, thinking_kind(data.get("model") or self.model))
+        text = parsed.answer
         usage = data.get("usage") or {}
         output_tokens = usage.get("output_tokens") or 0
-        thought = any(block.get("type") in _THINKING_BLOCKS for block in blocks)
+        thought = parsed.blocks is not None
         stop_reason = data.get("stop_reason")
         return Completion(
             text=text,
+            reasoning=parsed.reasoning,
+            reasoning_kind=parsed.kind,
+            reasoning_blocks=parsed.blocks,
             model=data.get("model") or self.options.model,
             finish_reason=_FINISH_REASONS.get(stop_reason, stop_reason),
             prompt_tokens=usage.get("input_tokens") or 0,
@@ -146,7 +155,12 @@ class AnthropicTeacher(ApiTeacher):
         )
 
 
-_THINKING_BLOCKS = {"thinking", "redacted_thinking"}
+# Claude 3.7 Sonnet returns its full thinking; the Claude 4 models a summary of it.
+_FULL_THINKING = ("claude-3-7",)
+
+
+def thinking_kind(model: str) -> ReasoningKind:
+    return "raw" if model.startswith(_FULL_THINKING) else "summary"
 
 
 def _thinking_tokens(output_tokens: int, answer: str) -> int:

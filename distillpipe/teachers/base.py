@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from distillpipe import registry
 from distillpipe.registry import load_plugin
+from distillpipe.teachers.reasoning import TRACE_ENCODING, ReasoningOptions, split_inline
+from distillpipe.tokens import count_tokens, encoding_named
 
 Message = dict[str, str]
 CONTENT_FILTER = "content_filter"  # the finish_reason of a refusal, which is an answer
@@ -85,6 +87,7 @@ class Call:
 @dataclass(slots=True)
 class Completion:
     text: str
+    """The answer only: an inline trace is split out when the completion is read."""
     model: str
     finish_reason: str | None
     prompt_tokens: int = 0
@@ -93,11 +96,30 @@ class Completion:
     logprobs: list[Any] | None = field(default=None)
     reasoning_tokens: int = 0
     """Of ``completion_tokens``, those spent reasoning, where the API reports them."""
+    reasoning: str | None = None
+    """The trace (``teachers/reasoning.py``); None when the teacher gave none."""
+    reasoning_kind: str = "none"
+    """raw, summary (a provider's summary of its thinking), redacted or none."""
+    reasoning_blocks: list[dict[str, Any]] | None = None
+    """Anthropic's thinking blocks as sent (their signatures): a later turn replays them."""
+    reasoning_tokens_counted: bool = False
+    """``reasoning_tokens`` counted here (``reasoning.TRACE_ENCODING``), not reported."""
+    created: str | None = None
+    """When the teacher answered (UTC, ISO 8601), kept in the cache so a replay says the
+    same; None for answers cached before it was recorded."""
+    ladder: tuple[int, ...] = ()
+    """The ``max_tokens`` of every attempt of this sample, this one last (the truncation
+    ladder, ``generate.max_tokens: [...]``); not cached: each attempt is its own entry."""
 
     def to_cache(self) -> dict[str, Any]:
-        usage = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+        usage: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
         if self.reasoning_tokens:
             usage["reasoning_tokens"] = self.reasoning_tokens
+        if self.reasoning_tokens_counted:
+            usage["reasoning_tokens_counted"] = True
         value: dict[str, Any] = {
             "text": self.text,
             "model": self.model,
@@ -106,10 +128,18 @@ class Completion:
         }
         if self.logprobs is not None:
             value["logprobs"] = self.logprobs
+        if self.reasoning is not None or self.reasoning_kind != "none":
+            value["reasoning"] = self.reasoning
+            value["reasoning_kind"] = self.reasoning_kind
+        if self.reasoning_blocks is not None:
+            value["reasoning_blocks"] = self.reasoning_blocks
+        if self.created is not None:
+            value["created"] = self.created
         return value
 
     @classmethod
     def from_cache(cls, value: dict[str, Any]) -> Completion:
+        """A cache value back; values written before traces were kept read as none."""
         usage = value.get("usage") or {}
         return cls(
             text=value["text"],
@@ -119,11 +149,41 @@ class Completion:
             completion_tokens=usage.get("completion_tokens", 0),
             logprobs=value.get("logprobs"),
             reasoning_tokens=usage.get("reasoning_tokens", 0),
+            reasoning=value.get("reasoning"),
+            reasoning_kind=value.get("reasoning_kind") or "none",
+            reasoning_blocks=value.get("reasoning_blocks"),
+            reasoning_tokens_counted=bool(usage.get("reasoning_tokens_counted")),
+            created=value.get("created"),
         )
 
+    def read(self, options: ReasoningOptions) -> Completion:
+        """The completion as records carry it: an inline trace split out of ``text`` (a
+        structured one already has its field) and the trace's tokens counted where the
+        provider reported none."""
+        completion = self
+        if options.inline and options.tags:
+            parsed = split_inline(self.text, options.tags)
+            if parsed.reasoning is not None or parsed.answer != self.text:
+                traces = [t for t in (self.reasoning, parsed.reasoning) if t]
+                completion = replace(
+                    self,
+                    text=parsed.answer,
+                    reasoning="\n\n".join(traces) or None,
+                    reasoning_kind=self.reasoning_kind if self.reasoning else parsed.kind,
+                )
+        if completion.reasoning and not completion.reasoning_tokens:
+            counted = count_tokens(encoding_named(TRACE_ENCODING), completion.reasoning)
+            completion = replace(
+                completion, reasoning_tokens=counted, reasoning_tokens_counted=True
+            )
+        return completion
+
     def to_response(self, sample: int) -> dict[str, Any]:
-        """The record's ``responses[]`` entry."""
+        """The record's ``responses[]`` entry: the answer in ``text``, the trace beside it."""
         response = self.to_cache()
+        response.pop("created", None)  # provenance carries it
+        response["reasoning"] = self.reasoning
+        response["reasoning_kind"] = self.reasoning_kind
         response["sample"] = sample
         return response
 
@@ -137,6 +197,10 @@ class TeacherOptions(BaseModel):
     model: str
     mode: Literal["chat", "completion"] = Field(
         "chat", description="chat: the model's chat template; completion: a raw prompt"
+    )
+    reasoning: ReasoningOptions = Field(
+        default_factory=ReasoningOptions,
+        description="how a reasoning trace written inline is told from the answer",
     )
 
     def request_params(self, params: SamplingParams) -> dict[str, Any]:

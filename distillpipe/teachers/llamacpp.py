@@ -7,6 +7,9 @@ raw prompt, as base models want. The model is not thread-safe, so every call
 runs on one dedicated worker thread, one after another. Cache keys hold the
 GGUF's content fingerprint besides ``model`` (a name only), so another file
 never answers from the cache and a renamed copy of the same file still does.
+A trace the model writes inline (``<think>…</think>``, or only its end when the
+completion prompt opened the block) is split from the answer when the
+completion is read (``reasoning.py``), as for every backend.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from distillpipe.teachers.base import (
     TeacherOptions,
     compact_logprobs,
 )
+from distillpipe.teachers.reasoning import from_openai_message
 
 
 class LlamaCppOptions(TeacherOptions):
@@ -112,7 +116,7 @@ class LlamaCppTeacher(Teacher):
                     kwargs.update(logprobs=True, top_logprobs=params.top_logprobs)
                 out = llm.create_chat_completion(messages=list(request.messages), **kwargs)
                 choice = out["choices"][0]
-                text = choice["message"]["content"] or ""
+                text = from_openai_message(choice["message"]).answer
             else:
                 if params.top_logprobs:
                     kwargs["logprobs"] = params.top_logprobs

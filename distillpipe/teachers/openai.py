@@ -9,6 +9,9 @@ Reasoning models (the o-series, gpt-5) follow their row of ``model_rules.yaml``:
 ``teacher.reasoning_effort`` where they take it. Their hidden reasoning is
 billed inside ``completion_tokens``; ``usage.completion_tokens_details
 .reasoning_tokens`` says how much of it, and is kept as ``reasoning_tokens``.
+A trace the server returns (``message.reasoning_content`` from vLLM's and
+SGLang's reasoning parsers and DeepSeek, ``message.reasoning`` from other
+gateways) is kept as ``reasoning`` (``reasoning.py``).
 
 Cache keys hold the endpoint and, for a server on this machine, the model it
 reports serving (``served.py``): ``model`` may be a mere label there.
@@ -31,6 +34,7 @@ from distillpipe.teachers.base import (
     TeacherContext,
     compact_logprobs,
 )
+from distillpipe.teachers.reasoning import Parsed, from_openai_message
 from distillpipe.teachers.served import launch_recipe, models_listing, served_model
 from distillpipe.teachers.server import LaunchOptions, ManagedServer
 
@@ -158,11 +162,16 @@ class OpenAITeacher(ApiTeacher):
 
     def parse(self, data: Any, top_k: int | None = None) -> Completion:
         choice = data["choices"][0]
-        text = choice["message"].get("content") if "message" in choice else choice.get("text")
+        if "message" in choice:
+            parsed = from_openai_message(choice["message"])
+        else:
+            parsed = Parsed(choice.get("text") or "")
         usage = data.get("usage") or {}
         details = usage.get("completion_tokens_details") or {}
         return Completion(
-            text=text or "",
+            text=parsed.answer,
+            reasoning=parsed.reasoning,
+            reasoning_kind=parsed.kind,
             model=data.get("model") or self.options.model,
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=usage.get("prompt_tokens") or 0,

@@ -13,7 +13,10 @@ renders them. Each sample is its own request with its own seed (``n=1`` per
 SamplingParams), because the sample is the unit the response cache stores and
 a resumed run must redraw exactly the samples it lacks. vLLM is an optional
 extra imported on first use; choosing this backend without it fails at config
-validation with the ``pip install`` line.
+validation with the ``pip install`` line. A reasoning model's trace comes back
+inline in the text (``<think>…</think>``); it is split from the answer when
+the completion is read, by the same parser as every backend's
+(``reasoning.split_inline``, tags under ``teacher.reasoning``).
 """
 
 from __future__ import annotations

@@ -14,15 +14,21 @@ from distillpipe.stages.export import build_export, write_export
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning:transformers")
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+CHAT_TEMPLATE = (  # renders reasoning_content as Qwen3's template does
+    "{% for m in messages %}<s>{{ m['role'] }}\n"
+    "{% if m.get('reasoning_content') %}<think>\n{{ m['reasoning_content'] }}\n</think>\n\n"
+    "{% endif %}{{ m['content'] }}</s>\n{% endfor %}"
     "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
 )
 ALPACA_TEXT = "### Instruction:\n{instruction}\n\n{input}\n\n### Response:\n{output}</s>"
 ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
 
 
-def records(count: int = 6) -> list[dict]:
+def trace(i: int, sample: int) -> str:
+    return f"Zero changes nothing, so {i} plus zero is {i}." if sample == 0 else f"Is it {i}?"
+
+
+def records(count: int = 6, traced: bool = False) -> list[dict]:
     out = []
     for i in range(count):
         texts = [f"The answer is {i}.", f"I am not sure about {i}."]
@@ -33,6 +39,9 @@ def records(count: int = 6) -> list[dict]:
                            "sample": s} for s, t in enumerate(texts)],
             "selection": {"chosen": 0, "rejected": 1, "by": "reward"},
         })  # fmt: skip
+        if traced:
+            for response in out[-1]["responses"]:
+                response.update(reasoning=trace(i, response["sample"]), reasoning_kind="raw")
     return out
 
 
@@ -42,8 +51,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    corpus = [f"{r['instruction']} {r['input']} {r['system']} {t['text']}" for r in records()
-              for t in r["responses"]] + [CHAT_TEMPLATE, ALPACA_TEXT]  # fmt: skip
+    corpus = [
+        f"{r['instruction']} {r['input']} {r['system']} {t['text']} {t['reasoning']}"
+        for r in records(traced=True)
+        for t in r["responses"]
+    ]
+    corpus += [CHAT_TEMPLATE, ALPACA_TEXT]  # fmt: skip
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -83,12 +96,16 @@ def conversations(count: int = 4) -> list[dict]:
     return out
 
 
-def exported_dataset(tmp_path: Path, source: list[dict] | None = None, **export: object):
+def exported_dataset(
+    tmp_path: Path, source: list[dict] | None = None, traced: bool = False, **export: object
+):
     from datasets import load_dataset
 
     data = {**small_llamacpp_config(), "export": export}
     config = load_config(write_config(tmp_path / "config.yaml", data))
-    write_export(build_export(source or records(), config), config, tmp_path / "out", None)
+    write_export(
+        build_export(source or records(traced=traced), config), config, tmp_path / "out", None
+    )
     return load_dataset(
         "json", data_files=str(tmp_path / "out" / "train.jsonl"), split="train",
         cache_dir=str(tmp_path / "hf-cache"),
@@ -171,3 +188,53 @@ def test_multi_turn_exports_train_in_trl_sft_trainer(
     steps = sft_steps(tmp_path, tiny_model, dataset, formatting_func)
     assert len(steps) == 2
     assert all(step["loss"] > 0 for step in steps)
+
+
+LAYOUTS = [
+    ({"reasoning": "inline"}, ("<think>", "</think>")),
+    ({"reasoning": "inline", "reasoning_tags": ["<reasoning>", "</reasoning>"]},
+     ("<reasoning>", "</reasoning>")),
+    ({"reasoning": "field"}, None),
+    ({"reasoning": "drop"}, None),
+]  # fmt: skip
+
+
+def check_assistant(message: dict, layout: str, tags, i: int, sample: int) -> None:
+    answer = ["The answer is {}.", "I am not sure about {}."][sample].format(i)
+    if layout == "inline":
+        opening, closing = tags
+        assert message["content"] == f"{opening}\n{trace(i, sample)}\n{closing}\n\n{answer}"
+    else:
+        assert message["content"] == answer
+    expected = trace(i, sample) if layout == "field" else None
+    assert message.get("reasoning_content") == expected
+
+
+@pytest.mark.parametrize(("export", "tags"), LAYOUTS, ids=["inline", "tags", "field", "drop"])
+def test_reasoning_layouts_train_in_trl_sft_trainer(tmp_path: Path, tiny_model: str, export, tags):
+    dataset = exported_dataset(tmp_path, traced=True, format="messages", **export)
+    for row in dataset:
+        i = int(row["messages"][-2]["content"].split()[2])
+        check_assistant(row["messages"][-1], export["reasoning"], tags, i, 0)
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "6 of the 6 rows come from a sample with a reasoning trace" in card
+    steps = sft_steps(tmp_path, tiny_model, dataset)
+    assert len(steps) == 2 and all(step["loss"] > 0 for step in steps)
+
+
+@pytest.mark.parametrize("layout", ["inline", "field"])
+def test_reasoning_layouts_of_dpo_pairs_train_in_trl_dpo_trainer(
+    tmp_path: Path, tiny_model: str, layout: str
+):
+    from trl import DPOConfig, DPOTrainer
+
+    dataset = exported_dataset(tmp_path, traced=True, format="dpo", reasoning=layout)
+    for row in dataset:
+        i = int(row["prompt"][-1]["content"].split()[2])
+        check_assistant(row["chosen"][0], layout, ("<think>", "</think>"), i, 0)
+        check_assistant(row["rejected"][0], layout, ("<think>", "</think>"), i, 1)
+    trainer = DPOTrainer(
+        model=tiny_model, args=train_args(tmp_path, DPOConfig), train_dataset=dataset
+    )
+    trainer.train()
+    assert len([log for log in trainer.state.log_history if "loss" in log]) == 2

@@ -72,3 +72,22 @@ def test_instruction_tokens_use_the_llamacpp_teachers_own_vocabulary() -> None:
     assert decide({"instruction": {"max_tokens": tokens - 1}}, record, config).reason == (
         f"instruction: {tokens} tokens > max {tokens - 1}"
     )
+
+
+def test_the_trace_and_the_answer_are_bounded_apart() -> None:
+    usage = {"completion_tokens": 60, "reasoning_tokens": 50}
+    record = sampled("Add 2 and 3.", "5", usage=usage)
+    record["responses"][0]["reasoning"] = "two plus three " * 10
+    bounds = {"reasoning": {"max_words": 20}, "response": {"max_words": 5}}
+    assert decide(bounds, record).reason == "reasoning 0: 30 words > max 20"
+    assert decide({"reasoning": {"max_tokens": 50}, "response": {"max_tokens": 10}}, record).keep
+    verdict = decide({"reasoning": {"min_tokens": 51}}, record)
+    assert verdict.reason == "reasoning 0: 50 tokens < min 51"
+    assert verdict.score["responses"][0]["reasoning"] == {"chars": 150, "words": 30, "tokens": 50}
+
+
+def test_a_response_without_a_trace_has_an_empty_one() -> None:
+    record = sampled("Add 2 and 3.", "5")
+    assert decide({"reasoning": {"min_words": 1}}, record).reason == (
+        "reasoning 0: 0 words < min 1"
+    )

@@ -147,3 +147,12 @@ def test_a_reference_object_gives_its_answer_and_a_number_counts() -> None:
     zero = record("2 - 2?", "The answer is 0.", reference=0)
     scores = reference.score([worded, zero])
     assert [s["correct"] for s in scores] == [[True], [True]]
+
+
+def test_the_answer_is_verified_never_the_trace() -> None:
+    reference = build_filter(ReferenceOptions(type="reference"))
+    thought = record("2 + 2?", "The answer is 4.", reference=4)
+    thought["responses"][0]["reasoning"] = "Maybe 5? The answer is 5."
+    wrong = record("2 + 3?", "The answer is 4.", reference=5)
+    wrong["responses"][0]["reasoning"] = "2 + 3 = 5. The answer is 5."
+    assert [s["correct"] for s in reference.score([thought, wrong])] == [[True], [False]]

@@ -221,3 +221,21 @@ def test_judge_asks_the_teacher_through_the_cache(tmp_path) -> None:
     assert stats["teacher_calls"] == 2
     (again,), replay = asyncio.run(judge_once())
     assert again == first and replay["cache_hits"] == 2 and replay["teacher_calls"] == 0
+
+
+def test_a_thinking_judge_is_rated_by_its_answer_not_its_trace(fault_server) -> None:
+    fault_server.answer = lambda body: "<think>\nAt first sight [[2]], but no.\n</think>\n\n[[8]]"
+    teacher = {"backend": "openai", "model": "gpt-4o-mini", "base_url": f"{fault_server.url}/v1"}
+    config = parse_config({"teacher": {**teacher, "api_key": "k"}}, source=None)  # type: ignore[arg-type]
+    judge = build_filter(RewardOptions(type="reward", backend="judge"), config)
+
+    async def rate() -> list:
+        dispatcher = Dispatcher(build_teacher(config), None, config.seed)
+        judge.attach_dispatcher(dispatcher)
+        try:
+            return await judge.ascore([sampled("Name a primary colour.", "Red.")])
+        finally:
+            await dispatcher.teacher.aclose()
+
+    [score] = asyncio.run(rate())
+    assert score["rewards"] == [8.0]
