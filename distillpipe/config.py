@@ -142,27 +142,6 @@ class GenerateConfig(SamplingConfig):
             raise ValueError("conversation mode answers each turn once: n: 1 and no until")
         return self
 
-
-class MagpieConfig(SamplingConfig):
-    """The ``magpie`` stage: instructions an aligned model writes from its chat
-    template's pre-query alone (Xu et al. 2024)."""
-
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(128, ge=1)
-    count: int = Field(100, ge=0, description="distinct instructions to keep")
-    max_samples: int | None = Field(
-        None, ge=1, description="samples drawn at most; default: twice count"
-    )
-    chat_template: str | None = Field(
-        None,
-        description="a GGUF or Hugging Face tokenizer (folder or id) whose chat template to "
-        "use; default: the teacher's own model",
-    )
-    system_prompt: str | None = Field(None, description="a system message before the user turn")
-    keep_truncated: bool = Field(False, description="keep instructions cut by max_tokens")
-    batch_size: int = Field(16, ge=1, description="samples asked for at once")
-
     @field_validator("max_tokens")
     @classmethod
     def _rising_ladder(cls, value: int | list[int]) -> int | list[int]:
@@ -184,6 +163,27 @@ class MagpieConfig(SamplingConfig):
         """The first rung of a ladder unless ``max_tokens`` names another."""
         first = self.max_tokens if isinstance(self.max_tokens, int) else self.max_tokens[0]
         return replace(super().sampling_params(extra_stop), max_tokens=max_tokens or first)
+
+
+class MagpieConfig(SamplingConfig):
+    """The ``magpie`` stage: instructions an aligned model writes from its chat
+    template's pre-query alone (Xu et al. 2024)."""
+
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(128, ge=1)
+    count: int = Field(100, ge=0, description="distinct instructions to keep")
+    max_samples: int | None = Field(
+        None, ge=1, description="samples drawn at most; default: twice count"
+    )
+    chat_template: str | None = Field(
+        None,
+        description="a GGUF or Hugging Face tokenizer (folder or id) whose chat template to "
+        "use; default: the teacher's own model",
+    )
+    system_prompt: str | None = Field(None, description="a system message before the user turn")
+    keep_truncated: bool = Field(False, description="keep instructions cut by max_tokens")
+    batch_size: int = Field(16, ge=1, description="samples asked for at once")
 
 
 EVOLVE_OPERATORS = (
