@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import ray
 from fault_server import FaultServer
-from support import small_llamacpp_config, write_config
+from support import small_llamacpp_config, without_answer_times, write_config
 from test_resume import SPY, backend_log, cached_completions
 
 from distillpipe.config import load_config
@@ -41,7 +41,7 @@ from distillpipe.executors.ray_worker import (
 )
 from distillpipe.filters.base import build_filter
 from distillpipe.filters.perplexity import PerplexityOptions
-from distillpipe.io import read_jsonl, read_records, write_jsonl
+from distillpipe.io import read_records, write_jsonl
 from distillpipe.pipeline import run_pipeline
 from distillpipe.stages import stage_named
 from distillpipe.teachers.base import Call, Request, SamplingParams
@@ -74,7 +74,8 @@ def ray_address() -> Iterator[str]:
 
 
 def by_id(path: Path) -> dict[str, dict]:
-    return {record["id"]: record for record in read_jsonl(path)} if path.exists() else {}
+    """The records by id, less when the teacher answered (each executor has its own cache)."""
+    return {record["id"]: record for record in without_answer_times(path)} if path.exists() else {}
 
 
 def prompts(count: int, topic: str) -> list[dict]:
