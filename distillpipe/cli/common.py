@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,8 @@ from rich.table import Table
 
 from distillpipe.config import Config, load_config
 from distillpipe.progress import Mode, default_mode, message, stderr
-from distillpipe.runner import StageResult
+from distillpipe.runner import StageResult, run_stage, spend_ledger_for
+from distillpipe.stages import stage_named
 from distillpipe.teachers.cost import BudgetGuard
 from distillpipe.teachers.ledger import SpendLedger
 
@@ -136,3 +138,35 @@ def warn_if_empty(result: StageResult, input_path: str, output_path: str, mode: 
         source = "stdin" if input_path == "-" else input_path
         target = "stdout" if output_path == "-" else output_path
         message(mode, f"[yellow]{source} holds no records; wrote an empty {target}[/yellow]")
+
+
+def run_one_stage(
+    name: str,
+    config: Config,
+    input_path: str,
+    output: str,
+    *,
+    rejected: str | None,
+    quiet: bool,
+    max_cost: float | None,
+    run: Callable[..., StageResult] = run_stage,
+    warn_on_empty_input: bool = True,
+) -> None:
+    """What each single-stage command does once its config is resolved: run the stage under the
+    run's budget (``run`` is an executor's ``run_stage`` where the stage can scale out), then
+    print the summary table and the spend line."""
+    mode = mode_for(quiet)
+    budget = budget_for(config, max_cost, spend_ledger_for(output))
+    result = run(
+        stage_named(name),
+        config,
+        input_path,
+        output,
+        rejected_path=rejected_path_for(output, rejected),
+        progress_mode=mode,
+        budget=budget,
+    )
+    if warn_on_empty_input:
+        warn_if_empty(result, input_path, output, mode)
+    summary([(result, False)], mode)
+    spend_summary(budget, mode)

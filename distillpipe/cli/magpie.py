@@ -14,16 +14,10 @@ from distillpipe.cli.common import (
     QuietOption,
     RejectedOption,
     SetOption,
-    budget_for,
     load,
-    mode_for,
-    rejected_path_for,
-    spend_summary,
-    summary,
+    run_one_stage,
 )
 from distillpipe.config import MagpieConfig
-from distillpipe.runner import run_stage, spend_ledger_for
-from distillpipe.stages import stage_named
 
 RecordsOption = Annotated[
     str | None,
@@ -46,16 +40,13 @@ def magpie(
     resolved = load(config, set)
     if resolved.magpie is None:  # the command runs the stage with its defaults
         resolved.magpie = MagpieConfig()
-    mode = mode_for(quiet)
-    budget = budget_for(resolved, max_cost, spend_ledger_for(output))
-    result = run_stage(
-        stage_named("magpie"),
+    run_one_stage(
+        "magpie",
         resolved,
         input if input is not None else os.devnull,
         output,
-        rejected_path=rejected_path_for(output, rejected),
-        progress_mode=mode,
-        budget=budget,
+        rejected=rejected,
+        quiet=quiet,
+        max_cost=max_cost,
+        warn_on_empty_input=False,
     )
-    summary([(result, False)], mode)
-    spend_summary(budget, mode)
