@@ -138,8 +138,11 @@ class GenerateConfig(SamplingConfig):
 
     @model_validator(mode="after")
     def _one_answer_per_turn(self) -> GenerateConfig:
-        if self.conversation is not None and (self.n != 1 or self.until is not None):
-            raise ValueError("conversation mode answers each turn once: n: 1 and no until")
+        one_try = self.n == 1 and self.until is None and isinstance(self.max_tokens, int)
+        if self.conversation is not None and not one_try:
+            raise ValueError(
+                "conversation mode answers each turn once: n: 1, no until and one max_tokens"
+            )
         return self
 
     @field_validator("max_tokens")
