@@ -49,6 +49,10 @@ class StageOptions(StrictModel):
 
     enabled: bool = Field(True, description="false: the section is kept, the stage not run")
 
+    def beside_config(self, config_path: Path) -> None:
+        """Read the section's relative paths from the config's folder (see
+        :func:`beside_config`); a section that names files overrides this."""
+
 
 class SamplingConfig(StrictModel):
     """Sampling parameters a stage sends with its teacher requests."""
@@ -759,11 +763,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         config.prompts_dir = str(folder)
     for section in (config.magpie, config.generate.conversation):
         if section is not None and section.chat_template is not None:
-            section.chat_template = _beside_config(section.chat_template, path)
+            section.chat_template = beside_config(section.chat_template, path)
+    for options in config._plugin_sections.values():
+        options.beside_config(Path(path))
     return config
 
 
-def _beside_config(value: str, config_path: str | Path) -> str:
+def beside_config(value: str, config_path: str | Path) -> str:
     """A relative path that names a file or folder beside the config becomes that path;
     anything else (a Hugging Face id) stays as written."""
     candidate = Path(value).expanduser()
