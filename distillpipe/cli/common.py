@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -10,8 +11,10 @@ import typer
 from rich.table import Table
 
 from distillpipe.config import Config, load_config
+from distillpipe.errors import ConfigError
 from distillpipe.progress import Mode, default_mode, message, stderr
-from distillpipe.runner import StageResult
+from distillpipe.runner import StageResult, run_stage, spend_ledger_for
+from distillpipe.stages import stage_named
 from distillpipe.teachers.cost import BudgetGuard
 from distillpipe.teachers.ledger import SpendLedger
 
@@ -23,6 +26,12 @@ SetOption = Annotated[
     typer.Option("--set", help="Override a config key, e.g. --set generate.n=4 (repeatable)."),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")]
+PassThroughOption = Annotated[
+    str | None,
+    typer.Option(
+        "--input", "-i", help="Records to pass through first (JSONL; - for stdin). Default: none."
+    ),
+]
 RejectedOption = Annotated[
     str | None,
     typer.Option(help="Rejected records JSONL. Default: <OUT>.rejected.jsonl (none for -o -)."),
@@ -136,3 +145,35 @@ def warn_if_empty(result: StageResult, input_path: str, output_path: str, mode: 
         source = "stdin" if input_path == "-" else input_path
         target = "stdout" if output_path == "-" else output_path
         message(mode, f"[yellow]{source} holds no records; wrote an empty {target}[/yellow]")
+
+
+def require_section(config: Config, section: str, config_path: Path, needs: str) -> None:
+    """A stage command whose stage has no defaults to run with: its section must be set."""
+    if config.section(section) is None:
+        raise ConfigError(f"{config_path}: {section}: the config has no `{section}:` ({needs})")
+
+
+def run_one_stage(
+    name: str,
+    config: Config,
+    input: str | None,
+    output: str,
+    rejected: str | None,
+    quiet: bool,
+    max_cost: float | None,
+) -> None:
+    """What a stage command does once its config is ready: run the stage from ``input``
+    (none: from nothing) into ``output``, print the summary and what was spent."""
+    mode = mode_for(quiet)
+    budget = budget_for(config, max_cost, spend_ledger_for(output))
+    result = run_stage(
+        stage_named(name),
+        config,
+        input if input is not None else os.devnull,
+        output,
+        rejected_path=rejected_path_for(output, rejected),
+        progress_mode=mode,
+        budget=budget,
+    )
+    summary([(result, False)], mode)
+    spend_summary(budget, mode)
