@@ -173,7 +173,9 @@ class PersonasStage:
                 continue
             counts["kept"] += 1
             per_persona[persona.text] = per_persona.get(persona.text, 0) + 1
-            meta = {"persona": {"persona": persona.text, **persona.fields}} if persona.fields else None
+            meta = (
+                {"persona": {"persona": persona.text, **persona.fields}} if persona.fields else None
+            )
             yield new_record(text, origin=origin, meta=meta)
 
 
@@ -187,7 +189,9 @@ class QuestionAsker:
         prompts = prompts_for(ctx.config)
         self.template = prompts.template(f"personas/question.{self.mode}.jinja")
         self.stops = (
-            stop_sequences("personas/question.stop.txt", prompts) if self.mode == "completion" else ()
+            stop_sequences("personas/question.stop.txt", prompts)
+            if self.mode == "completion"
+            else ()
         )
 
     def request(self, pair: tuple[int, int], persona: Persona, subject: Subject) -> Request:
@@ -195,7 +199,8 @@ class QuestionAsker:
             persona=persona.text,
             traits=persona.traits(),
             topic=subject.topic,
-            from_record=subject.record is not None and not subject.record.get("origin", {}).get("path"),
+            from_record=subject.record is not None
+            and not subject.record.get("origin", {}).get("path"),
         )
         request_id = f"personas:{pair[0]}:{pair[1]}"
         if self.mode == "chat":

@@ -37,7 +37,7 @@ from distillpipe.prompts import Prompts, prompts_for
 from distillpipe.records import new_record
 from distillpipe.stages.base import Record, StageContext
 from distillpipe.teachers.base import Completion, Request
-from distillpipe.topic_tree import TopicNode, TopicTree, tree_path_for
+from distillpipe.topic_tree import TREE_FILE, TopicNode, TopicTree, tree_path_for
 
 TOPIC_LIMITS = ListLimits(max_chars=80, max_words=10)
 
@@ -102,7 +102,10 @@ class ListPrompter:
         self, template: str, request_id: str, count: int, sample: int, **values: Any
     ) -> Request:
         text = self.prompts.render(
-            f"topics/{template}.{self.mode}.jinja", count=count, domain=self.options.domain, **values
+            f"topics/{template}.{self.mode}.jinja",
+            count=count,
+            domain=self.options.domain,
+            **values,
         )
         if self.mode == "chat":
             messages = ({"role": "user", "content": text.strip()},)
@@ -128,6 +131,7 @@ class TopicsStage:
     config_sections: ClassVar[tuple[str, ...]] = ("seed", "teacher", "topics")
     prompt_folders: ClassVar[tuple[str, ...]] = ("topics",)
     needs_input: ClassVar[bool] = False
+    side_files: ClassVar[tuple[str, ...]] = (TREE_FILE,)  # written beside the output
     Options = TopicsOptions
 
     @staticmethod
@@ -208,7 +212,9 @@ class TreeGrower:
                         node.dropped += 1
                         self._reject(item, (*node.path, item), "topics.parent", None)
                 verdicts = names.screen(fresh, limit=width - len(node.children))
-                for item, verdict in zip(fresh, verdicts, strict=False):  # a surplus is not screened
+                for item, verdict in zip(
+                    fresh, verdicts, strict=False
+                ):  # a surplus is not screened
                     if verdict is not None:
                         node.dropped += 1
                         self._reject(item, (*node.path, item), f"topics.{verdict.kind}", verdict)
@@ -240,14 +246,18 @@ class TreeGrower:
                 leaf, kind, count = wanted[index]
                 request_id = f"topics:questions:{'/'.join(leaf.path)}:{kind}"
                 requests.append(
-                    self.prompter("questions", request_id, count, attempt, path=leaf.path, kind=kind)
+                    self.prompter(
+                        "questions", request_id, count, attempt, path=leaf.path, kind=kind
+                    )
                 )
             answers = await self._resolve(requests)
             for index, completion in zip(short, answers, strict=True):
                 leaf, kind, count = wanted[index]
                 items = self._items(completion, limits)
                 verdicts = self.questions.screen(items, limit=count - len(kept[index]))
-                for item, verdict in zip(items, verdicts, strict=False):  # a surplus is not screened
+                for item, verdict in zip(
+                    items, verdicts, strict=False
+                ):  # a surplus is not screened
                     origin = {"stage": "topics", "path": list(leaf.path), "kind": kind,
                               "sample": attempt, "model": self.model}  # fmt: skip
                     if verdict is not None:
