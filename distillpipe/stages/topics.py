@@ -211,10 +211,9 @@ class TreeGrower:
                     if normalised(item) in on_path:
                         node.dropped += 1
                         self._reject(item, (*node.path, item), "topics.parent", None)
+                # a surplus past the width is not screened: neither kept nor rejected
                 verdicts = names.screen(fresh, limit=width - len(node.children))
-                for item, verdict in zip(
-                    fresh, verdicts, strict=False
-                ):  # a surplus is not screened
+                for item, verdict in zip(fresh, verdicts, strict=False):
                     if verdict is not None:
                         node.dropped += 1
                         self._reject(item, (*node.path, item), f"topics.{verdict.kind}", verdict)
@@ -254,10 +253,9 @@ class TreeGrower:
             for index, completion in zip(short, answers, strict=True):
                 leaf, kind, count = wanted[index]
                 items = self._items(completion, limits)
+                # a surplus past the count is not screened: neither kept nor rejected
                 verdicts = self.questions.screen(items, limit=count - len(kept[index]))
-                for item, verdict in zip(
-                    items, verdicts, strict=False
-                ):  # a surplus is not screened
+                for item, verdict in zip(items, verdicts, strict=False):
                     origin = {"stage": "topics", "path": list(leaf.path), "kind": kind,
                               "sample": attempt, "model": self.model}  # fmt: skip
                     if verdict is not None:
