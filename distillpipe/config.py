@@ -590,11 +590,11 @@ def parse_config(data: dict[str, Any], source: ConfigSource) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         _raise_validation(exc, (), source)
+    config._plugin_sections = plugin_sections
     _check_teacher_takes(config, source)
     _check_until(config, source)
     _check_raw_prompts(config, source)
     config._secrets = frozenset(secrets)
-    config._plugin_sections = plugin_sections
     return config
 
 
@@ -642,6 +642,9 @@ def teacher_sampling(config: Config) -> Iterator[tuple[Loc, dict[str, str], Samp
             yield where, {"max_tokens": "equality_max_tokens"}, checks.equality_params()
         if checks.answer_check:
             yield where, {"max_tokens": "answer_max_tokens"}, checks.answer_params()
+    for name, section in config._plugin_sections.items():  # a plug-in stage's own sampling
+        if isinstance(section, SamplingConfig):
+            yield (name,), {}, section.sampling_params()
     for index, options in enumerate(config.filter or []):
         params = options.teacher_params()
         if params is not None:

@@ -186,3 +186,15 @@ def test_run_chains_topics_and_personas_and_the_report_draws_tree_and_personas(
     row = next(line for line in done.stderr.splitlines() if line.startswith("│ topics"))
     columns = [cell.strip() for cell in row.strip("│").split("│")]
     assert columns[:2] == ["topics", "ran"] and columns[5] == "0"  # teacher calls: none
+
+
+def test_the_teacher_s_limits_are_checked_on_the_topics_sampling_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    data = {
+        "teacher": {"backend": "anthropic", "model": "claude-3-5-haiku-latest"},
+        "topics": {"subjects": ["A"], "temperature": 1.5},
+    }
+    with pytest.raises(ConfigError, match=r"config.yaml:\d+: topics.temperature: 1.5 is above"):
+        load_config(write_config(tmp_path / "config.yaml", data))
