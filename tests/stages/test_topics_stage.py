@@ -17,7 +17,7 @@ from support import small_llamacpp_config, write_config
 from distillpipe.config import load_config
 from distillpipe.errors import ConfigError
 from distillpipe.io import read_jsonl, read_records, write_jsonl
-from distillpipe.runner import run_stage
+from distillpipe.runner import remove_abandoned_run_temps, run_stage
 from distillpipe.stages import stage_named
 from distillpipe.stages.topics import TopicsOptions, kinds_for
 from distillpipe.topic_tree import TREE_FILE, TopicNode, TopicTree
@@ -198,3 +198,10 @@ def test_the_teacher_s_limits_are_checked_on_the_topics_sampling_at_load(
     }
     with pytest.raises(ConfigError, match=r"config.yaml:\d+: topics.temperature: 1.5 is above"):
         load_config(write_config(tmp_path / "config.yaml", data))
+
+
+def test_a_tree_temporary_a_killed_run_left_is_removed_with_the_run_s_others(tmp_path: Path):
+    left = tmp_path / f".{TREE_FILE}.0123abcd.tmp"  # no writer holds its lock
+    left.write_bytes(b"{")
+    remove_abandoned_run_temps(tmp_path)
+    assert not left.exists()
