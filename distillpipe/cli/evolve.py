@@ -26,6 +26,4 @@ def evolve(
 ) -> None:
     """Evolve every instruction for `evolve.rounds` rounds (cached, resumable)."""
     resolved = load(config, set)
-    run_one_stage(
-        "evolve", resolved, input, output, rejected=rejected, quiet=quiet, max_cost=max_cost
-    )
+    run_one_stage("evolve", resolved, input, output, rejected, quiet, max_cost)

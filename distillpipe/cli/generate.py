@@ -34,8 +34,8 @@ def generate(
         resolved,
         input,
         output,
-        rejected=rejected,  # generate.until's failures
-        quiet=quiet,
-        max_cost=max_cost,
+        rejected,  # generate.until's failures
+        quiet,
+        max_cost,
         run=executor_for(resolved).run_stage,
     )

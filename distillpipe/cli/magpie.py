@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from typing import Annotated
-
-import typer
-
 from distillpipe.cli.common import (
     ConfigOption,
     MaxCostOption,
     OutputOption,
+    PassThroughOption,
     QuietOption,
     RejectedOption,
     SetOption,
@@ -19,17 +15,10 @@ from distillpipe.cli.common import (
 )
 from distillpipe.config import MagpieConfig
 
-RecordsOption = Annotated[
-    str | None,
-    typer.Option(
-        "--input", "-i", help="Records to pass through first (JSONL; - for stdin). Default: none."
-    ),
-]
-
 
 def magpie(
     config: ConfigOption,
-    input: RecordsOption = None,
+    input: PassThroughOption = None,
     output: OutputOption = "-",
     rejected: RejectedOption = None,
     set: SetOption = None,
@@ -40,13 +29,4 @@ def magpie(
     resolved = load(config, set)
     if resolved.magpie is None:  # the command runs the stage with its defaults
         resolved.magpie = MagpieConfig()
-    run_one_stage(
-        "magpie",
-        resolved,
-        input if input is not None else os.devnull,
-        output,
-        rejected=rejected,
-        quiet=quiet,
-        max_cost=max_cost,
-        warn_on_empty_input=False,
-    )
+    run_one_stage("magpie", resolved, input, output, rejected, quiet, max_cost)

@@ -45,13 +45,4 @@ def seed(
         if resolved.input is None:
             raise ConfigError(f"{config}: input: give the seed tasks with -i or in `input`")
         input = config_input(resolved.input, config)
-    run_one_stage(
-        "seed",
-        resolved,
-        input,
-        output,
-        rejected=rejected,
-        quiet=quiet,
-        max_cost=max_cost,
-        warn_on_empty_input=False,
-    )
+    run_one_stage("seed", resolved, input, output, rejected, quiet, max_cost)
