@@ -34,6 +34,7 @@ from distillpipe.filters.base import FilterOptions, filter_class
 from distillpipe.records import content_hash
 from distillpipe.redaction import is_secret_name, redact, secret_values
 from distillpipe.seeds import SeedSourceConfig
+from distillpipe.structured import ResponseFormat, load_schema_file, schema_error
 from distillpipe.teachers.base import SamplingParams, TeacherOptions, teacher_class
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -135,11 +136,35 @@ class GenerateConfig(SamplingConfig):
     conversation: ConversationConfig | None = Field(
         None, description="multi-turn conversations instead of single answers"
     )
+    response_format: str | dict[str, Any] | None = Field(
+        None,
+        description="json (any JSON object) or a JSON Schema (inline, or the path of a .json "
+        "file beside the config) every answer must follow; a record's `schema` overrides it",
+    )
+
+    @field_validator("response_format")
+    @classmethod
+    def _json_or_schema(cls, value: str | dict[str, Any] | None) -> Any:
+        if value is None:
+            return value
+        if isinstance(value, str) and value != "json":  # load_config has read any path
+            raise ValueError(f"{value!r}: a schema file is read from a config file only")
+        problem = schema_error(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @property
+    def response_format_value(self) -> ResponseFormat | None:
+        """The run's response format, None when it has none."""
+        return ResponseFormat.of(self.response_format)
 
     @model_validator(mode="after")
     def _one_answer_per_turn(self) -> GenerateConfig:
         if self.conversation is not None and (self.n != 1 or self.until is not None):
             raise ValueError("conversation mode answers each turn once: n: 1 and no until")
+        if self.conversation is not None and self.response_format is not None:
+            raise ValueError("conversation mode takes no response_format (turns are prose)")
         return self
 
     @field_validator("max_tokens")
@@ -651,6 +676,14 @@ def _check_teacher_takes(config: Config, source: ConfigSource) -> None:
     if problem is not None:
         loc = ("teacher", problem[0])
         raise ConfigError(f"{source.where(loc)}: {_dotted(loc)}: {problem[1]}")
+    response_format = config.generate.response_format_value
+    if response_format is not None:
+        problem = config.teacher.schema_problem(response_format)
+        if problem is not None:
+            loc = ("generate", "response_format")
+            raise ConfigError(
+                f"{source.where(loc)}: {_dotted(loc)}: {problem[1]} (teacher.{problem[0]})"
+            )
     for where, names, params in teacher_sampling(config):
         problem = config.teacher.sampling_problem(params)
         if problem is not None:
@@ -750,6 +783,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"{path}: the config must be a mapping of sections")
     data = apply_overrides(data, overrides or [])
     source = ConfigSource(path, root)
+    _read_schema_file(data, source)
     config = parse_config(data, source)
     if config.prompts_dir is not None:
         folder = Path(config.prompts_dir).expanduser()
@@ -761,6 +795,21 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         if section is not None and section.chat_template is not None:
             section.chat_template = _beside_config(section.chat_template, path)
     return config
+
+
+def _read_schema_file(data: dict[str, Any], source: ConfigSource) -> None:
+    """``generate.response_format: schema.json``: the schema the file beside the config
+    holds takes the path's place, so its content enters the stage's hash."""
+    generate = data.get("generate")
+    value = generate.get("response_format") if isinstance(generate, dict) else None
+    if not isinstance(value, str) or value == "json":
+        return
+    assert isinstance(generate, dict)
+    loc: Loc = ("generate", "response_format")
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else Path(source.path).parent / path
+    where = f"{source.where(loc)}: {_dotted(loc)}"
+    generate["response_format"] = load_schema_file(path, where)
 
 
 def _beside_config(value: str, config_path: str | Path) -> str:
