@@ -34,7 +34,7 @@ from distillpipe.filters.base import FilterOptions, filter_class
 from distillpipe.records import content_hash
 from distillpipe.redaction import is_secret_name, redact, secret_values
 from distillpipe.seeds import SeedSourceConfig
-from distillpipe.structured import ResponseFormat, load_schema_file, schema_error
+from distillpipe.structured import JsonStyle, ResponseFormat, load_schema_file, schema_error
 from distillpipe.teachers.base import SamplingParams, TeacherOptions, teacher_class
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -360,6 +360,11 @@ class ExportConfig(StrictModel):
     )
     reasoning_tags: tuple[str, str] = Field(
         ("<think>", "</think>"), description="inline: the opening and closing tags"
+    )
+    json_style: JsonStyle = Field(
+        "compact",
+        description="a parsed answer (the format filter's) as JSON text: canonical (sorted "
+        "keys), compact (the model's key order) or pretty (indented)",
     )
     shuffle: bool = Field(True, description="seeded by config.seed and record ids")
     validation: int | float = Field(
@@ -783,7 +788,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"{path}: the config must be a mapping of sections")
     data = apply_overrides(data, overrides or [])
     source = ConfigSource(path, root)
-    _read_schema_file(data, source)
+    _read_schema_files(data, source)
     config = parse_config(data, source)
     if config.prompts_dir is not None:
         folder = Path(config.prompts_dir).expanduser()
@@ -797,19 +802,23 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     return config
 
 
-def _read_schema_file(data: dict[str, Any], source: ConfigSource) -> None:
-    """``generate.response_format: schema.json``: the schema the file beside the config
-    holds takes the path's place, so its content enters the stage's hash."""
-    generate = data.get("generate")
-    value = generate.get("response_format") if isinstance(generate, dict) else None
-    if not isinstance(value, str) or value == "json":
-        return
-    assert isinstance(generate, dict)
-    loc: Loc = ("generate", "response_format")
-    path = Path(value).expanduser()
-    path = path if path.is_absolute() else Path(source.path).parent / path
-    where = f"{source.where(loc)}: {_dotted(loc)}"
-    generate["response_format"] = load_schema_file(path, where)
+def _read_schema_files(data: dict[str, Any], source: ConfigSource) -> None:
+    """``generate.response_format: schema.json`` (and a format filter's ``schema``): the
+    schema the file beside the config holds takes the path's place, so its content
+    enters the stages' hashes."""
+    generate: Loc = ("generate", "response_format")
+    sections: list[tuple[Any, str, Loc]] = [(data.get("generate"), "response_format", generate)]
+    filters = data.get("filter")
+    for index, item in enumerate(filters if isinstance(filters, list) else []):
+        sections.append((item, "schema", ("filter", index, "schema")))
+    for section, key, loc in sections:
+        value = section.get(key) if isinstance(section, dict) else None
+        if not isinstance(value, str) or value == "json":
+            continue
+        assert isinstance(section, dict)
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else Path(source.path).parent / path
+        section[key] = load_schema_file(path, f"{source.where(loc)}: {_dotted(loc)}")
 
 
 def _beside_config(value: str, config_path: str | Path) -> str:
