@@ -148,10 +148,12 @@ class GenerateConfig(SamplingConfig):
         if value is None:
             return value
         if isinstance(value, str) and value != "json":  # load_config has read any path
-            raise ValueError(f"{value!r}: a schema file is read from a config file only")
+            raise PydanticCustomError(
+                "schema_path", f"{value!r}: a schema file is read from a config file only"
+            )
         problem = schema_error(value)
         if problem is not None:
-            raise ValueError(problem)
+            raise PydanticCustomError("schema", problem)
         return value
 
     @property

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from distillpipe.filters.base import (
     Filter,
@@ -62,10 +63,12 @@ class FormatOptions(FilterOptions):
     @classmethod
     def _json_or_schema(cls, value: Any) -> Any:
         if isinstance(value, str) and value != "json":  # load_config has read any file
-            raise ValueError(f"{value!r}: a schema file is read from a config file only")
+            raise PydanticCustomError(
+                "schema_path", f"{value!r}: a schema file is read from a config file only"
+            )
         problem = None if value is None else schema_error(value)
         if problem is not None:
-            raise ValueError(problem)
+            raise PydanticCustomError("schema", problem)
         return value
 
     @field_validator("regex")
@@ -75,7 +78,7 @@ class FormatOptions(FilterOptions):
             try:
                 re.compile(value)
             except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
+                raise PydanticCustomError("regex", f"not a regular expression: {exc}") from None
         return value
 
     def cannot_judge_samples(self) -> str | None:
