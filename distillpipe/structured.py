@@ -38,8 +38,9 @@ JsonStyle = Literal["canonical", "compact", "pretty"]
 
 @dataclass(frozen=True, slots=True)
 class ResponseFormat:
-    """``json`` (any object) or a JSON Schema, held as canonical JSON text so that a
-    request stays hashable and its key stable."""
+    """``json`` (any object) or a JSON Schema, held as JSON text so that a request stays
+    hashable. The text keeps the schema's key order (property order steers what the
+    model writes first); the cache key hashes its canonical form."""
 
     kind: Literal["json", "schema"]
     schema_text: str = ""
@@ -52,7 +53,7 @@ class ResponseFormat:
             return None
         if value == "json":
             return cls("json")
-        return cls("schema", canonical_json(value).decode())
+        return cls("schema", orjson.dumps(value).decode())
 
     @property
     def schema(self) -> dict[str, Any]:
