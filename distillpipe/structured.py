@@ -132,7 +132,8 @@ def gbnf(response_format: ResponseFormat, trace: tuple[str, str] | None = None) 
     """A llama.cpp grammar (GBNF) that admits exactly the JSON the format allows.
 
     With ``trace`` (opening and closing tags), an optional reasoning trace may come
-    first: the schema constrains the answer after it, never the trace."""
+    first (its opening tag optional too: a completion prompt may have opened it): the
+    schema constrains the answer after it, never the trace."""
     from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
     if response_format.kind == "json":
@@ -148,6 +149,6 @@ def gbnf(response_format: ResponseFormat, trace: tuple[str, str] | None = None) 
     )
     return (
         f"root ::= trace? answer-root\n"
-        f"trace ::= {opening} trace-text {closing} [ \\t\\n]*\n"
+        f"trace ::= {opening}? trace-text {closing} [ \\t\\n]{{0,4}}\n"
         f'trace-text ::= ([^<] | "<" [^/])*\n' + renamed
     )

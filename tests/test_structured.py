@@ -129,7 +129,7 @@ def test_the_grammar_admits_a_trace_before_the_answer_only_when_asked():
     schema = ResponseFormat.of(SCHEMA)
     plain, traced = gbnf(schema), gbnf(schema, ("<think>", "</think>"))
     assert plain.startswith("root ::=") or "\nroot ::=" in plain
-    assert traced.startswith('root ::= trace? answer-root\ntrace ::= "<think>"')
+    assert traced.startswith('root ::= trace? answer-root\ntrace ::= "<think>"? trace-text')
     assert "\nroot ::=" not in traced
     for grammar in (plain, traced, gbnf(ResponseFormat.of("json"))):
         LlamaGrammar.from_string(grammar, verbose=False)
