@@ -86,9 +86,7 @@ def schema_error(value: Any) -> str | None:
     return None
 
 
-def record_format(
-    record: dict[str, Any], default: ResponseFormat | None
-) -> ResponseFormat | None:
+def record_format(record: dict[str, Any], default: ResponseFormat | None) -> ResponseFormat | None:
     """The record's own ``schema`` (validated: a bad one names the record), else ``default``."""
     if record.get("schema") is None:
         return default

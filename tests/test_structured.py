@@ -43,8 +43,12 @@ def test_keys_without_a_format_are_those_caches_already_hold():
 
 def test_the_format_is_part_of_the_key_and_key_order_does_not_matter():
     plain = Request("q", SamplingParams(), messages=FRUIT)
-    as_json = Request("q", SamplingParams(), messages=FRUIT, response_format=ResponseFormat.of("json"))
-    schema = Request("q", SamplingParams(), messages=FRUIT, response_format=ResponseFormat.of(SCHEMA))
+    as_json = Request(
+        "q", SamplingParams(), messages=FRUIT, response_format=ResponseFormat.of("json")
+    )
+    schema = Request(
+        "q", SamplingParams(), messages=FRUIT, response_format=ResponseFormat.of(SCHEMA)
+    )
     reordered = ResponseFormat.of(dict(reversed(list(SCHEMA.items()))))
     same = Request("q", SamplingParams(), messages=FRUIT, response_format=reordered)
     keys = [call_key(IDENTITY, r, 0, 0) for r in (plain, as_json, schema, same)]

@@ -75,7 +75,9 @@ class Request:
         """What the request asks, as its cache key holds it: a request without a response
         format keeps the key it had before formats existed."""
         asked: dict[str, Any] = (
-            {"messages": list(self.messages)} if self.messages is not None else {"prompt": self.prompt}
+            {"messages": list(self.messages)}
+            if self.messages is not None
+            else {"prompt": self.prompt}
         )
         if self.response_format is not None:
             asked["response_format"] = self.response_format.key()

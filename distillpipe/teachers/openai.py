@@ -53,7 +53,9 @@ from distillpipe.teachers.server import LaunchOptions, ManagedServer
 __all__ = ["OpenAIOptions", "OpenAITeacher", "is_local"]
 
 _CONTENT_FILTER_CODES = {"content_filter", "content_policy_violation"}
-SchemaVia = Literal["response_format", "json_object", "grammar", "structured_outputs", "guided_json"]
+SchemaVia = Literal[
+    "response_format", "json_object", "grammar", "structured_outputs", "guided_json"
+]
 
 
 class OpenAIOptions(ApiOptions):

@@ -88,7 +88,9 @@ def server_config(base_url: str, mode: str, schema_via: str, on: bool) -> dict:
 
 @pytest.mark.slow
 def test_gemma_through_the_llama_cpp_server_holds_to_the_schema(tmp_path: Path, llama_server):
-    grammar = valid_share(tmp_path / "a", server_config(llama_server, "completion", "grammar", True))
+    grammar = valid_share(
+        tmp_path / "a", server_config(llama_server, "completion", "grammar", True)
+    )
     free = valid_share(tmp_path / "b", server_config(llama_server, "completion", "grammar", False))
     chat = valid_share(
         tmp_path / "c", server_config(llama_server, "chat", "json_object", True), RECORDS[:1]

@@ -146,7 +146,9 @@ def test_how_a_format_is_sent_is_part_of_the_cache_key():
     request = asked()
 
     def key(**options):
-        teacher = OpenAITeacher(OpenAIOptions(model="m", base_url="http://127.0.0.1:1/v1", **options))
+        teacher = OpenAITeacher(
+            OpenAIOptions(model="m", base_url="http://127.0.0.1:1/v1", **options)
+        )
         return Dispatcher(teacher, None).calls_for(request)[0].key
 
     assert len({key(), key(schema_via="grammar"), key(schema_strict=False)}) == 3
@@ -156,7 +158,9 @@ def test_openai_batches_carry_the_same_response_format(fault_server, tmp_path: P
     config = api_config(fault_server, "openai", {"response_format": SCHEMA}, mode="batch")
     generate(config, tmp_path, 2, state_dir=tmp_path / "batches")
     [batch] = fault_server.batches.values()
-    assert [item["body"]["response_format"]["json_schema"]["schema"] for item in batch["items"]] == [
+    assert [
+        item["body"]["response_format"]["json_schema"]["schema"] for item in batch["items"]
+    ] == [
         SCHEMA,
         SCHEMA,
     ]
@@ -188,7 +192,9 @@ def test_anthropic_is_forced_to_call_a_tool_whose_input_is_the_answer(fault_serv
 
 def test_anthropic_refuses_a_schema_while_thinking_before_anything_is_sent(fault_server):
     teacher = anthropic_at(fault_server, model="claude-sonnet-4-20250514", thinking_budget=1024)
-    request = Request("q", Params(max_tokens=2048), messages=FRUIT, response_format=ResponseFormat.of(SCHEMA))
+    request = Request(
+        "q", Params(max_tokens=2048), messages=FRUIT, response_format=ResponseFormat.of(SCHEMA)
+    )
     with pytest.raises(ConfigError, match=r"request q: teacher\.thinking_budget: .*forced tool"):
         resolve(teacher, [request])
     assert fault_server.received == []
