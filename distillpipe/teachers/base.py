@@ -219,6 +219,11 @@ class TeacherOptions(BaseModel):
         that change the answer. The cache key hashes this."""
         return params.as_dict()
 
+    def format_params(self) -> dict[str, Any]:
+        """The backend's options that change how a response format is enforced (and so
+        the answer): in the cache key of requests that carry a format, and only theirs."""
+        return {}
+
     def chat_template_source(self) -> str | None:
         """Where the model keeps its own chat template (a GGUF file, a Hugging Face
         tokenizer), for Magpie's pre-query; None when the backend cannot tell."""

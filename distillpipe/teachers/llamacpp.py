@@ -35,7 +35,6 @@ from distillpipe.structured import ResponseFormat, gbnf
 from distillpipe.teachers.base import (
     Call,
     Completion,
-    SamplingParams,
     Teacher,
     TeacherContext,
     TeacherOptions,
@@ -62,11 +61,8 @@ class LlamaCppOptions(TeacherOptions):
         "teacher.reasoning.tags pair) before the JSON answer",
     )
 
-    def request_params(self, params: SamplingParams) -> dict[str, Any]:
-        sent = params.as_dict()
-        if self.schema_after_trace:  # another grammar: other answers
-            sent["schema_after_trace"] = True
-        return sent
+    def format_params(self) -> dict[str, Any]:
+        return {"schema_after_trace": True} if self.schema_after_trace else {}
 
     def schema_problem(self, response_format: ResponseFormat) -> tuple[str, str] | None:
         if self.schema_after_trace and not self.reasoning.tags:

@@ -86,11 +86,15 @@ class OpenAIOptions(ApiOptions):
         sent = self.rule.sent(params)
         if self.reasoning_effort is not None:
             sent["reasoning_effort"] = self.reasoning_effort
-        if self.schema_via != "response_format":  # other mechanisms, other answers
-            sent["schema_via"] = self.schema_via
-        if not self.schema_strict:
-            sent["schema_strict"] = False
         return sent
+
+    def format_params(self) -> dict[str, Any]:
+        changed: dict[str, Any] = {}
+        if self.schema_via != "response_format":  # other mechanisms, other answers
+            changed["schema_via"] = self.schema_via
+        if not self.schema_strict:
+            changed["schema_strict"] = False
+        return changed
 
     def schema_problem(self, response_format: ResponseFormat) -> tuple[str, str] | None:
         if self.mode == "completion" and self.schema_via in ("response_format", "json_object"):

@@ -142,16 +142,16 @@ def test_the_grammar_route_sends_gbnf_for_llama_cpp_servers():
     assert "root ::=" in grammar and '"\\"fruit\\""' in grammar
 
 
-def test_how_a_format_is_sent_is_part_of_the_cache_key():
-    request = asked()
-
-    def key(**options):
-        teacher = OpenAITeacher(
-            OpenAIOptions(model="m", base_url="http://127.0.0.1:1/v1", **options)
-        )
+def test_how_a_format_is_sent_is_part_of_the_cache_key_of_formatted_requests_only():
+    def key(request: Request, **options) -> str:
+        options.setdefault("base_url", "http://127.0.0.1:1/v1")
+        teacher = OpenAITeacher(OpenAIOptions(model="m", **options))
         return Dispatcher(teacher, None).calls_for(request)[0].key
 
-    assert len({key(), key(schema_via="grammar"), key(schema_strict=False)}) == 3
+    formatted, plain = asked(), Request("p", Params(), messages=FRUIT)
+    ways = [{}, {"schema_via": "grammar"}, {"schema_strict": False}]
+    assert len({key(formatted, **way) for way in ways}) == 3
+    assert len({key(plain, **way) for way in ways}) == 1
 
 
 def test_openai_batches_carry_the_same_response_format(fault_server, tmp_path: Path):
