@@ -17,6 +17,7 @@ from fault_server import FaultServer
 from vllm_standin import StandInEngine, StandInLLM
 from vllm_types import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
+from distillpipe.config import ConfigSource, parse_config
 from distillpipe.dispatch import Dispatcher
 from distillpipe.errors import ConfigError, FatalTeacherError
 from distillpipe.filters.format import FormatFilter, FormatOptions
@@ -244,3 +245,20 @@ def test_older_vllm_takes_guided_decoding_instead():
     assert structured_kwargs(call, api) == {"guided_decoding": StructuredOutputsParams(json=SCHEMA)}
     # sent in the schema's own key order (properties steer what is written first)
     assert orjson.dumps(asked().response_format.schema) == orjson.dumps(SCHEMA)
+
+
+def test_rejection_sampling_against_the_format_filter(fault_server: FaultServer, tmp_path):
+    """generate.until draws samples until one validates (the first two do not)."""
+    answers = iter(['{"name": "apple"}', "An apple is red.", *[json.dumps(ANSWER)] * 8])
+    fault_server.answer = lambda body: next(answers)
+    data = {
+        "seed": 1,
+        "teacher": {"backend": "openai", "model": "gpt-4o-mini", "api_key": "sk-test",
+                    "base_url": f"{fault_server.url}/v1", "concurrency": 1},
+        "generate": {"max_tokens": 16, "response_format": SCHEMA,
+                     "until": {"filter": "format", "k": 1, "step": 2}},
+        "filter": [{"type": "format"}],
+    }  # fmt: skip
+    config = parse_config(data, ConfigSource("test.yaml", None))
+    _, [record] = generate(config, tmp_path, 1)
+    assert record["sampling"] == {"filter": "format", "drawn": 4, "passed": [2, 3]}
