@@ -21,6 +21,7 @@ from distillpipe import errors
 from distillpipe.config import Config
 from distillpipe.errors import DistillpipeError
 from distillpipe.stages.base import build_teacher
+from distillpipe.structured import ResponseFormat
 from distillpipe.teachers.base import Call, Completion, Request, SamplingParams
 
 M = TypeVar("M", bound=BaseModel)
@@ -48,6 +49,7 @@ def call_from_row(key: str, text: str) -> Call:
         messages=tuple(body["messages"]) if "messages" in body else None,
         prompt=body.get("prompt"),
         n=body["n"],
+        response_format=ResponseFormat.of(body.get("response_format")),
     )
     return Call(request, body["sample"], key, body["seed"])
 
