@@ -34,6 +34,7 @@ from distillpipe.filters.base import FilterOptions, filter_class
 from distillpipe.records import content_hash
 from distillpipe.redaction import is_secret_name, redact, secret_values
 from distillpipe.seeds import SeedSourceConfig
+from distillpipe.structured import JsonStyle, ResponseFormat, load_schema_file, schema_error
 from distillpipe.teachers.base import SamplingParams, TeacherOptions, teacher_class
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -139,6 +140,30 @@ class GenerateConfig(SamplingConfig):
     conversation: ConversationConfig | None = Field(
         None, description="multi-turn conversations instead of single answers"
     )
+    response_format: str | dict[str, Any] | None = Field(
+        None,
+        description="json (any JSON object) or a JSON Schema (inline, or the path of a .json "
+        "file beside the config) every answer must follow; a record's `schema` overrides it",
+    )
+
+    @field_validator("response_format")
+    @classmethod
+    def _json_or_schema(cls, value: str | dict[str, Any] | None) -> Any:
+        if value is None:
+            return value
+        if isinstance(value, str) and value != "json":  # load_config has read any path
+            raise PydanticCustomError(
+                "schema_path", f"{value!r}: a schema file is read from a config file only"
+            )
+        problem = schema_error(value)
+        if problem is not None:
+            raise PydanticCustomError("schema", problem)
+        return value
+
+    @property
+    def response_format_value(self) -> ResponseFormat | None:
+        """The run's response format, None when it has none."""
+        return ResponseFormat.of(self.response_format)
 
     @model_validator(mode="after")
     def _one_answer_per_turn(self) -> GenerateConfig:
@@ -147,6 +172,8 @@ class GenerateConfig(SamplingConfig):
             raise ValueError(
                 "conversation mode answers each turn once: n: 1, no until and one max_tokens"
             )
+        if self.conversation is not None and self.response_format is not None:
+            raise ValueError("conversation mode takes no response_format (turns are prose)")
         return self
 
     @field_validator("max_tokens")
@@ -342,6 +369,11 @@ class ExportConfig(StrictModel):
     )
     reasoning_tags: tuple[str, str] = Field(
         ("<think>", "</think>"), description="inline: the opening and closing tags"
+    )
+    json_style: JsonStyle = Field(
+        "compact",
+        description="a parsed answer (the format filter's) as JSON text: canonical (sorted "
+        "keys), compact (the model's key order) or pretty (indented)",
     )
     shuffle: bool = Field(True, description="seeded by config.seed and record ids")
     validation: int | float = Field(
@@ -661,6 +693,14 @@ def _check_teacher_takes(config: Config, source: ConfigSource) -> None:
     if problem is not None:
         loc = ("teacher", problem[0])
         raise ConfigError(f"{source.where(loc)}: {_dotted(loc)}: {problem[1]}")
+    response_format = config.generate.response_format_value
+    if response_format is not None:
+        problem = config.teacher.schema_problem(response_format)
+        if problem is not None:
+            loc = ("generate", "response_format")
+            raise ConfigError(
+                f"{source.where(loc)}: {_dotted(loc)}: {problem[1]} (teacher.{problem[0]})"
+            )
     for where, names, params in teacher_sampling(config):
         problem = config.teacher.sampling_problem(params)
         if problem is not None:
@@ -760,6 +800,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"{path}: the config must be a mapping of sections")
     data = apply_overrides(data, overrides or [])
     source = ConfigSource(path, root)
+    _read_schema_files(data, source)
     config = parse_config(data, source)
     if config.prompts_dir is not None:
         folder = Path(config.prompts_dir).expanduser()
@@ -773,6 +814,25 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     for options in config._plugin_sections.values():
         options.beside_config(Path(path))
     return config
+
+
+def _read_schema_files(data: dict[str, Any], source: ConfigSource) -> None:
+    """``generate.response_format: schema.json`` (and a format filter's ``schema``): the
+    schema the file beside the config holds takes the path's place, so its content
+    enters the stages' hashes."""
+    generate: Loc = ("generate", "response_format")
+    sections: list[tuple[Any, str, Loc]] = [(data.get("generate"), "response_format", generate)]
+    filters = data.get("filter")
+    for index, item in enumerate(filters if isinstance(filters, list) else []):
+        sections.append((item, "schema", ("filter", index, "schema")))
+    for section, key, loc in sections:
+        value = section.get(key) if isinstance(section, dict) else None
+        if not isinstance(value, str) or value == "json":
+            continue
+        assert isinstance(section, dict)
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else Path(source.path).parent / path
+        section[key] = load_schema_file(path, f"{source.where(loc)}: {_dotted(loc)}")
 
 
 def beside_config(value: str, config_path: str | Path) -> str:

@@ -9,7 +9,8 @@ Every stage that talks to a teacher goes through a :class:`Dispatcher`:
   file, another model behind the same endpoint) never answers from the cache.
   The sampling parameters are those the teacher sends: one its model is never
   sent (a reasoning model's temperature) is left out, an option that changes
-  the answer (``reasoning_effort``, a thinking budget) is in;
+  the answer (``reasoning_effort``, a thinking budget) is in, and so are a
+  response format and how the backend enforces it (``format_params``);
 - calls the cache answers are replayed; the rest go to the teacher, and each
   completion is committed to the cache the moment it arrives;
 - identical calls (two records with the same instruction share an id, so
@@ -106,6 +107,8 @@ class Dispatcher:
     def calls_for(self, request: Request) -> list[Call]:
         calls = []
         params = self.teacher.options.request_params(request.params)
+        if request.response_format is not None:  # how it is enforced changes the answer
+            params = {**params, **self.teacher.options.format_params()}
         for sample in range(request.first_sample, request.first_sample + request.n):
             key = call_key(self.teacher.identity, request, self.config_seed, sample, params)
             calls.append(Call(request, sample, key, seed_from_key(key)))

@@ -56,11 +56,14 @@ class Provenance:
         (call,) = self.dispatcher.calls_for(
             replace(request, params=params, n=1, first_sample=sample)
         )
+        sent = self.teacher.options.request_params(params)
+        if request.response_format is not None:
+            sent |= self.teacher.options.format_params()
         return {
             "backend": self.teacher.name,
             "model": completion.model,
             "endpoint": self.endpoint,
-            "params": {**self.teacher.options.request_params(params), "seed": call.seed},
+            "params": {**sent, "seed": call.seed},
             "template": self.template,
             "attempt": max(len(completion.ladder), 1),
             "time": completion.created,

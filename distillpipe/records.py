@@ -8,6 +8,8 @@
     responses    [{text, model, finish_reason, usage, sample, logprobs?}]
     messages     [{role, content}], optional: a whole conversation (generate's
                  conversation mode), with ``conversation`` {assistant, users, ended?}
+    schema       ``json`` or a JSON Schema, optional: this record's answer format,
+                 over ``generate.response_format`` (``structured.py``)
     scores       {filter_name: number | object}
     meta         free-form, carried through untouched
 
@@ -33,6 +35,7 @@ class Response(TypedDict):
     usage: dict[str, int]
     sample: int
     logprobs: NotRequired[list[Any]]
+    parsed: NotRequired[Any]  # the answer's JSON, set by the format filter
 
 
 class Record(TypedDict, total=False):
@@ -44,6 +47,7 @@ class Record(TypedDict, total=False):
     responses: list[Response]
     messages: list[dict[str, str]]
     conversation: dict[str, Any]
+    schema: Any
     scores: dict[str, Any]
     meta: dict[str, Any]
 

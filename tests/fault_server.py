@@ -26,6 +26,13 @@ of); ``"before"`` holds the request before registering it and drops it if the
 client left meanwhile. ``batch_submits`` counts the create requests received,
 ``held`` those held now.
 
+Structured outputs: an OpenAI ``response_format`` of type ``json_schema`` with
+``strict`` is checked as OpenAI checks it (every object closed by
+``additionalProperties: false`` and every property required), and an Anthropic
+request that forces a tool (``tool_choice: {type: tool}``) is answered with a
+``tool_use`` block whose input ``tool_input`` gives (given the body), refused
+400 while thinking, as the API refuses it.
+
 Like the real APIs, it checks what reasoning models are sent (``check_bodies``,
 on by default): a parameter the o-series or gpt-5 reject (``max_tokens``,
 temperature or top_p other than 1, penalties, logprobs, stop, an unknown
@@ -101,6 +108,8 @@ class FaultServer:
         self.received: list[dict[str, Any]] = []  # bodies answered by the chat endpoints
         self.rejected: list[dict[str, Any]] = []  # bodies answered 400 by check_bodies
         self.answer: Callable[[dict[str, Any]], str | None] | None = None  # chat replies
+        # a forced tool call's input (Anthropic); default: the echo as {"echo": ...}
+        self.tool_input: Callable[[dict[str, Any]], Any] | None = None
         self.models: list[dict[str, Any]] | None = None  # what /v1/models lists
         self.reasoning_shape: str | None = None  # see the module's docstring
         self.needs_tokens: int | None = None  # below it an answer is cut off while thinking
@@ -300,7 +309,7 @@ class FaultServer:
         if self.fault == "refusal":
             answer = {**anthropic_answer(body), "stop_reason": "refusal", "content": []}
             return _json(answer)
-        answer = anthropic_answer(body)
+        answer = anthropic_answer(body, self.tool_input)
         if self.reasoning_shape == "redacted_thinking":
             answer["content"] = [
                 {"type": "redacted_thinking", "data": REDACTED_DATA},
@@ -568,7 +577,7 @@ class FaultServer:
         if self._item_fails(item["custom_id"]):
             error = {"type": "error", "error": {"type": "api_error", "message": "overloaded"}}
             return {"custom_id": item["custom_id"], "result": {"type": "errored", "error": error}}
-        message = anthropic_answer(item["params"])
+        message = anthropic_answer(item["params"], self.tool_input)
         return {"custom_id": item["custom_id"], "result": {"type": "succeeded", "message": message}}
 
     async def anthropic_results(self, request: web.Request) -> web.Response:
@@ -593,6 +602,11 @@ def _effort_values(model: str) -> tuple[str, ...]:
 def openai_rejection(body: dict[str, Any]) -> str | None:
     """The 400 message the Chat Completions API gives this body, or None."""
     model = body["model"]
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        named = response_format["json_schema"]
+        if named.get("strict") and (why := strict_schema_problem(named["schema"])) is not None:
+            return f"Invalid schema for response_format '{named['name']}': {why}"
     if not model.startswith(_OPENAI_REASONING):
         if "reasoning_effort" in body:
             return "Unrecognized request argument supplied: reasoning_effort"
@@ -614,6 +628,30 @@ def openai_rejection(body: dict[str, Any]) -> str | None:
     effort = body.get("reasoning_effort")
     if effort is not None and effort not in _effort_values(model):
         return f"Unsupported value: 'reasoning_effort' does not support {effort!r} with this model."
+    return None
+
+
+def strict_schema_problem(schema: dict[str, Any], context: tuple[str, ...] = ()) -> str | None:
+    """What OpenAI's strict mode finds wrong with a schema: objects must be closed and
+    require every property."""
+    if schema.get("type") == "object":
+        if schema.get("additionalProperties") is not False:
+            return (
+                f"In context={context}, 'additionalProperties' is required to be supplied "
+                "and to be false."
+            )
+        properties = schema.get("properties") or {}
+        missing = [name for name in properties if name not in (schema.get("required") or [])]
+        if missing:
+            return (
+                f"In context={context}, 'required' is required to be supplied and to be an "
+                f"array including every key in properties. Missing '{missing[0]}'."
+            )
+        for name, child in properties.items():
+            if (why := strict_schema_problem(child, (*context, "properties", name))) is not None:
+                return why
+    if schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+        return strict_schema_problem(schema["items"], (*context, "items"))
     return None
 
 
@@ -641,6 +679,8 @@ def anthropic_rejection(body: dict[str, Any]) -> str | None:
         return "`temperature` and `top_p` cannot both be specified for this model."
     if thinking is None:
         return None
+    if (body.get("tool_choice") or {}).get("type") in ("tool", "any"):
+        return "Thinking may not be enabled when tool_choice forces tool use."
     if not model.startswith(_ANTHROPIC_THINKING):
         return f"thinking is not supported for {model}"
     budget = thinking.get("budget_tokens", 0)
@@ -701,11 +741,17 @@ def with_trace(message: dict[str, Any], shape: str, cut: bool) -> dict[str, Any]
     raise ValueError(f"unknown reasoning shape {shape!r}")
 
 
-def anthropic_answer(body: dict[str, Any]) -> dict[str, Any]:
+def anthropic_answer(
+    body: dict[str, Any], tool_input: Callable[[dict[str, Any]], Any] | None = None
+) -> dict[str, Any]:
     prompt = body["messages"][-1]["content"]
     text = f"echo: {prompt[-40:]}"
     usage = _usage(body.get("system", "") + prompt, text)
-    content = [{"type": "text", "text": text}]
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    forced = body.get("tool_choice") or {}
+    if forced.get("type") == "tool":  # the forced call is the whole answer
+        given = tool_input(body) if tool_input is not None else {"echo": prompt[-40:]}
+        content = [{"type": "tool_use", "id": "toolu_1", "name": forced["name"], "input": given}]
     output_tokens = usage["completion_tokens"]
     if body.get("thinking"):  # the thinking is billed in output_tokens, as the API does
         content.insert(0, {"type": "thinking", "thinking": THINKING, "signature": "c2ln"})
@@ -716,7 +762,7 @@ def anthropic_answer(body: dict[str, Any]) -> dict[str, Any]:
         "role": "assistant",
         "model": body["model"],
         "content": content,
-        "stop_reason": "end_turn",
+        "stop_reason": "tool_use" if forced.get("type") == "tool" else "end_turn",
         "stop_sequence": None,
         "usage": {"input_tokens": usage["prompt_tokens"], "output_tokens": output_tokens},
     }

@@ -203,7 +203,7 @@ def test_an_unknown_stage_lists_the_known_ones():
 def test_an_unknown_export_format_names_its_key_line_and_the_known_formats(tmp_path: Path):
     data = {"name": "t", "teacher": {"backend": "llamacpp"}, "export": {"format": "nope"}}
     path = write_config(tmp_path / "c.yaml", data)
-    known = "alpaca, dpo, messages, prompt-completion, sharegpt"
+    known = "alpaca, dpo, extraction, messages, prompt-completion, sharegpt"
     expected = f"{path}:5: export.format: format 'nope' unknown (known: {known})"
     with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$"):
         load_config(path)

@@ -21,6 +21,7 @@ from distillpipe import errors
 from distillpipe.config import Config
 from distillpipe.errors import DistillpipeError
 from distillpipe.stages.base import build_teacher
+from distillpipe.structured import ResponseFormat
 from distillpipe.teachers.base import Call, Completion, Request, SamplingParams
 
 M = TypeVar("M", bound=BaseModel)
@@ -36,6 +37,8 @@ def call_to_row(call: Call) -> dict[str, str]:
         "sample": call.sample,
         "seed": call.seed,
     }
+    if request.response_format is not None:  # as asked, not as its cache key holds it
+        body["response_format"] = request.response_format.value
     return {"key": call.key, "call": orjson.dumps(body).decode()}
 
 
@@ -48,6 +51,7 @@ def call_from_row(key: str, text: str) -> Call:
         messages=tuple(body["messages"]) if "messages" in body else None,
         prompt=body.get("prompt"),
         n=body["n"],
+        response_format=ResponseFormat.of(body.get("response_format")),
     )
     return Call(request, body["sample"], key, body["seed"])
 

@@ -9,6 +9,7 @@ import yaml
 
 from distillpipe import templates
 from distillpipe.config import Config
+from distillpipe.structured import json_text
 
 
 @dataclass
@@ -21,6 +22,7 @@ class CardFacts:
     parquet_files: list[tuple[str, str]] = field(default_factory=list)
     manifest: dict[str, Any] | None = None
     traced_rows: int = 0  # rows from a sample with a reasoning trace
+    schemas: list[Any] = field(default_factory=list)  # the response formats answers followed
 
 
 def stage_rows(manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -67,6 +69,8 @@ def render_card(config: Config, export_format: str, facts: CardFacts) -> str:
         funnel=funnel_rows(facts.manifest),
         parquet_files=facts.parquet_files,
         traced_rows=facts.traced_rows,
+        schemas=[json_text(schema, "pretty") for schema in facts.schemas],
+        json_style=config.export_section.json_style,
         reasoning=config.export_section.reasoning,
         reasoning_tags=config.export_section.reasoning_tags,
         config_yaml=yaml.safe_dump(config.public_dump(), sort_keys=False),

@@ -5,6 +5,7 @@ sharegpt           {"conversations": [{from, value}, ...]}       axolotl, LLaMA-
 alpaca             {"instruction", "input", "output"[, "system"]}
 prompt-completion  {"prompt", "completion"}                      TRL (strings or message lists)
 dpo                {"prompt", "chosen", "rejected"}              TRL DPOTrainer, explicit prompt
+extraction         {"input", "output": parsed JSON}              structured extraction
 
 Exporters register under the entry-point group ``distillpipe.exporters`` (the
 entry point's name is the format's name), the built-ins like third-party ones.
@@ -40,6 +41,9 @@ class Example:
     reasoning: str | None = None
     """The trace of ``response`` to write beside it (``export.reasoning: field``)."""
     rejected_reasoning: str | None = None
+    parsed: Any = None
+    """The answer's JSON (``responses[].parsed``) where ``structured``."""
+    structured: bool = False
 
     @property
     def user(self) -> str:
@@ -73,6 +77,10 @@ class Exporter(ABC):
     """Rows from a record's (chosen, rejected) pair (the filter stage's selection; records
     without one are skipped), with no logprobs sidecar or reference rows. Otherwise one row
     per kept sample (``export.responses``)."""
+
+    needs_parsed: ClassVar[bool] = False
+    """Rows from parsed answers only (the format filter's ``responses[].parsed``); other
+    samples are skipped and counted."""
 
     @abstractmethod
     def row(self, example: Example, record: dict[str, Any], section: ExportConfig) -> Row:
@@ -151,3 +159,12 @@ class DpoExporter(Exporter):
         row = {"prompt": prompt, "chosen": example.response, "rejected": example.rejected}
         row = _with_trace(row, example.reasoning, "chosen_reasoning")
         return _with_trace(row, example.rejected_reasoning, "rejected_reasoning")
+
+
+class ExtractionExporter(Exporter):
+    """``{"input": the user turn, "output": the parsed JSON}``: a structured-extraction set."""
+
+    needs_parsed: ClassVar[bool] = True
+
+    def row(self, example: Example, record: dict[str, Any], section: ExportConfig) -> Row:
+        return {"input": example.user, "output": example.parsed}

@@ -35,6 +35,7 @@ from distillpipe.exporters.logprobs import sidecar_row
 from distillpipe.exporters.multi_turn import NO_ANSWER, conversation_messages, no_row
 from distillpipe.exporters.reasoning import has_trace, with_reasoning
 from distillpipe.exporters.select import pick_preference, pick_sft, with_reference
+from distillpipe.exporters.structured import NO_PARSED, schemas_of, with_json_text
 from distillpipe.io import atomic_write_bytes, write_jsonl
 from distillpipe.manifest import MANIFEST
 from distillpipe.stages.base import Record, StageContext
@@ -55,6 +56,7 @@ class Exported:
     teacher_models: list[str] = field(default_factory=list)
     reference_rows: int = 0
     traced_rows: int = 0  # rows from a sample with a reasoning trace
+    schemas: list[Any] = field(default_factory=list)  # records' own schemas, in order
 
     def rows(self) -> Iterator[dict[str, Any]]:
         for rows in self.splits.values():
@@ -129,6 +131,14 @@ def build_export(records: Iterable[Record], config: Config) -> Exported:
         if reason is not None:
             result.skipped[reason] += 1
             continue
+        picked = with_json_text(record, picked, section.json_style)
+        if exporter.needs_parsed:
+            result.skipped[NO_PARSED] += sum(not p.example.structured for p in picked)
+            picked = [p for p in picked if p.example.structured]
+            if not picked:
+                continue
+        if record.get("schema") is not None and record["schema"] not in result.schemas:
+            result.schemas.append(record["schema"])
         picked = with_reasoning(record, picked, section.reasoning, section.reasoning_tags)
         result.traced_rows += sum(has_trace(record, p.sample) for p in picked)
         kept.append(
@@ -205,6 +215,7 @@ def _write_files(
             parquet_files=parquet,
             manifest=manifest,
             traced_rows=exported.traced_rows,
+            schemas=schemas_of(exported.schemas, config.generate.response_format),
         )
         rendered = card.render_card(config, section.format, facts)
         atomic_write_bytes(directory / "README.md", rendered.encode())

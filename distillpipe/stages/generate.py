@@ -9,7 +9,8 @@ a filter (``rejection.py``); records that never do go to the rejected file.
 With a ladder of token limits (``generate.max_tokens: [...]``, ``ladder.py``) a
 sample cut off at its limit is asked again at the next; cut off at the top, it
 goes to the rejected file. Every response carries its provenance
-(``provenance.py``).
+(``provenance.py``). ``generate.response_format`` (or a record's ``schema``) asks
+for JSON answers (``structured.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from distillpipe.provenance import Provenance, template_hash
 from distillpipe.rejection import RejectionSampler
 from distillpipe.stages.base import Record, StageContext
 from distillpipe.stages.conversation import converse
+from distillpipe.structured import record_format
 from distillpipe.teachers.base import Completion, Request
 
 SYSTEM_PRESETS = ("none", "plain", "cot", "orca")
@@ -68,17 +70,31 @@ class RequestBuilder:
             )
         self.template = prompts.template(name)
         self.template_hash = template_hash(prompts.text(name))
+        self.response_format = section.response_format_value
 
     def __call__(self, record: Record) -> Request:
         system = system_prompt_for(record, self.config)
         instruction, extra = record["instruction"], record.get("input", "")
+        answer_format = record_format(record, self.response_format)
         if self.mode == "chat":
             user = self.template.render(instruction=instruction, input=extra).strip()
             messages = ({"role": "system", "content": system},) if system else ()
             messages += ({"role": "user", "content": user},)
-            return Request(id=record["id"], params=self.params, messages=messages, n=self.n)
+            return Request(
+                id=record["id"],
+                params=self.params,
+                messages=messages,
+                n=self.n,
+                response_format=answer_format,
+            )
         prompt = self.template.render(instruction=instruction, input=extra, system=system or "")
-        return Request(id=record["id"], params=self.params, prompt=prompt, n=self.n)
+        return Request(
+            id=record["id"],
+            params=self.params,
+            prompt=prompt,
+            n=self.n,
+            response_format=answer_format,
+        )
 
 
 class GenerateStage:

@@ -19,6 +19,14 @@ The thinking blocks become the response's ``reasoning`` (a summary on the
 Claude 4 models, the full thinking on Claude 3.7; ``redacted`` when only
 encrypted blocks came) and are kept as sent, signatures included, in
 ``reasoning_blocks``, which a later turn must replay unchanged.
+
+A response format (``structured.py``) becomes a forced tool call: one tool,
+``answer``, whose ``input_schema`` is the schema (``json``: any object), and
+``tool_choice: {type: tool, name: answer}``; the answer is the ``tool_use``
+block's ``input`` as JSON text. Anthropic forces no tool while thinking, and a
+tool's input is an object: a format with ``thinking_budget``, or a schema whose
+root is not an object, fails at config validation. Message Batches send the
+same bodies.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from distillpipe.errors import ConfigError
+from distillpipe.structured import ResponseFormat, json_text
 from distillpipe.teachers.api import ApiOptions, ApiTeacher
 from distillpipe.teachers.base import CONTENT_FILTER, Call, Completion, SamplingParams
 from distillpipe.teachers.reasoning import ReasoningKind, from_anthropic_blocks
@@ -39,7 +48,9 @@ _FINISH_REASONS = {
     "stop_sequence": "stop",
     "max_tokens": "length",
     "refusal": CONTENT_FILTER,
+    "tool_use": "stop",  # the forced tool call of a response format: the answer
 }
+ANSWER_TOOL = "answer"
 # What the Messages API takes no value of (or none worth sending) while thinking.
 THINKING_DROPS = ("temperature", "top_p")
 MIN_THINKING_BUDGET = 1024
@@ -68,6 +79,19 @@ class AnthropicOptions(ApiOptions):
     def option_problem(self) -> tuple[str, str] | None:
         if self.thinking_budget is not None and not self.rule.thinking:
             return "thinking_budget", f"{self.model} has no extended thinking"
+        return None
+
+    def schema_problem(self, response_format: ResponseFormat) -> tuple[str, str] | None:
+        if self.thinking_budget is not None:
+            return "thinking_budget", (
+                "the anthropic backend holds answers to a schema through a forced tool "
+                "call, which Anthropic refuses while thinking: drop one of them"
+            )
+        if response_format.schema.get("type", "object") != "object":
+            return "backend", (
+                "the anthropic backend holds answers to a schema through a tool's input, "
+                "which is an object: give the schema `type: object` at its root"
+            )
         return None
 
     def sampling_problem(self, params: SamplingParams) -> tuple[str, str] | None:
@@ -132,12 +156,26 @@ class AnthropicTeacher(ApiTeacher):
             body["stop_sequences"] = list(sent["stop"])
         if "thinking_budget" in sent:
             body["thinking"] = {"type": "enabled", "budget_tokens": sent["thinking_budget"]}
+        if request.response_format is not None:
+            problem = self.options.schema_problem(request.response_format)
+            if problem is not None:
+                raise ConfigError(f"request {request.id}: teacher.{problem[0]}: {problem[1]}")
+            tool = {
+                "name": ANSWER_TOOL,
+                "description": "Give the answer: its input is the whole answer.",
+                "input_schema": request.response_format.schema,
+            }
+            body["tools"] = [tool]
+            body["tool_choice"] = {"type": "tool", "name": ANSWER_TOOL}
         return body
 
     def parse(self, data: Any, top_k: int | None = None) -> Completion:
         blocks = data["content"]
         parsed = from_anthropic_blocks(blocks, thinking_kind(data.get("model") or self.model))
         text = parsed.answer
+        tool_calls = [b for b in blocks if b.get("type") == "tool_use"]
+        if tool_calls:  # a response format's forced tool call: its input is the answer
+            text = json_text(tool_calls[0].get("input"))
         usage = data.get("usage") or {}
         output_tokens = usage.get("output_tokens") or 0
         thought = parsed.blocks is not None

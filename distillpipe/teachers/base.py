@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from distillpipe import registry
 from distillpipe.registry import load_plugin
+from distillpipe.structured import ResponseFormat
 from distillpipe.teachers.reasoning import TRACE_ENCODING, ReasoningOptions, split_inline
 from distillpipe.tokens import count_tokens, encoding_named
 
@@ -63,15 +64,24 @@ class Request:
     prompt: str | None = None
     n: int = 1
     first_sample: int = 0  # samples first_sample .. first_sample+n-1 (rejection sampling rounds)
+    response_format: ResponseFormat | None = None
+    """JSON (any object) or a JSON Schema the answer must follow (``structured.py``)."""
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("a Request carries either messages or a prompt")
 
     def payload(self) -> dict[str, Any]:
-        if self.messages is not None:
-            return {"messages": list(self.messages)}
-        return {"prompt": self.prompt}
+        """What the request asks, as its cache key holds it: a request without a response
+        format keeps the key it had before formats existed."""
+        asked: dict[str, Any] = (
+            {"messages": list(self.messages)}
+            if self.messages is not None
+            else {"prompt": self.prompt}
+        )
+        if self.response_format is not None:
+            asked["response_format"] = self.response_format.key()
+        return asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +219,11 @@ class TeacherOptions(BaseModel):
         that change the answer. The cache key hashes this."""
         return params.as_dict()
 
+    def format_params(self) -> dict[str, Any]:
+        """The backend's options that change how a response format is enforced (and so
+        the answer): in the cache key of requests that carry a format, and only theirs."""
+        return {}
+
     def chat_template_source(self) -> str | None:
         """Where the model keeps its own chat template (a GGUF file, a Hugging Face
         tokenizer), for Magpie's pre-query; None when the backend cannot tell."""
@@ -222,6 +237,12 @@ class TeacherOptions(BaseModel):
         """A sampling parameter the model would reject: (its name, why). Checked for
         every config section that asks the teacher, so it fails before any call."""
         return None
+
+    def schema_problem(self, response_format: ResponseFormat) -> tuple[str, str] | None:
+        """Why this backend cannot hold answers to ``response_format``: (the key under
+        ``teacher`` to change, why), naming the backend; None when it can. A backend
+        that says nothing cannot."""
+        return "backend", f"the {self.backend} backend cannot constrain answers to a JSON schema"
 
 
 class Budget(Protocol):

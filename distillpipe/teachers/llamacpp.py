@@ -10,6 +10,13 @@ never answers from the cache and a renamed copy of the same file still does.
 A trace the model writes inline (``<think>…</think>``, or only its end when the
 completion prompt opened the block) is split from the answer when the
 completion is read (``reasoning.py``), as for every backend.
+
+A request's response format (``structured.py``) becomes a GBNF grammar, from
+llama-cpp-python's JSON-schema converter, passed as ``grammar=`` in chat and
+completion mode alike: every sample is JSON the schema admits (unless cut off at
+``max_tokens``). With ``schema_after_trace`` the grammar lets a reasoning trace
+(the first pair of ``teacher.reasoning.tags``) come first and constrains only the
+answer after it.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from pydantic import Field
 
 from distillpipe.errors import FatalTeacherError
 from distillpipe.models import EMBEDDED_MODEL, file_fingerprint, resolve_gguf
+from distillpipe.structured import ResponseFormat, gbnf
 from distillpipe.teachers.base import (
     Call,
     Completion,
@@ -47,6 +55,19 @@ class LlamaCppOptions(TeacherOptions):
         None, description="default: the GGUF's own template ('gemma' for the embedded model)"
     )
     logits_all: bool = Field(False, description="needed for top_logprobs; slower")
+    schema_after_trace: bool = Field(
+        False,
+        description="response formats: the grammar admits a reasoning trace (the first "
+        "teacher.reasoning.tags pair) before the JSON answer",
+    )
+
+    def format_params(self) -> dict[str, Any]:
+        return {"schema_after_trace": True} if self.schema_after_trace else {}
+
+    def schema_problem(self, response_format: ResponseFormat) -> tuple[str, str] | None:
+        if self.schema_after_trace and not self.reasoning.tags:
+            return "schema_after_trace", "needs a trace's tags in teacher.reasoning.tags"
+        return None
 
     def chat_template_source(self) -> str | None:
         return str(resolve_gguf(self.model_path))
@@ -61,6 +82,7 @@ class LlamaCppTeacher(Teacher):
         super().__init__(options, context)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._llm: Any = None
+        self._grammars: dict[ResponseFormat, Any] = {}
 
     @classmethod
     def identify(cls, options: LlamaCppOptions) -> dict[str, Any]:  # type: ignore[override]
@@ -110,6 +132,8 @@ class LlamaCppTeacher(Teacher):
             "frequency_penalty": params.frequency_penalty,
             "seed": call.seed,
         }
+        if request.response_format is not None:
+            kwargs["grammar"] = self.grammar(request.response_format)
         try:
             if request.messages is not None:
                 if params.top_logprobs:
@@ -134,6 +158,17 @@ class LlamaCppTeacher(Teacher):
             completion_tokens=usage.get("completion_tokens", 0),
             logprobs=compact_logprobs(choice.get("logprobs")),
         )
+
+    def grammar(self, response_format: ResponseFormat) -> Any:
+        """The ``LlamaGrammar`` of a response format, built once per format."""
+        if response_format not in self._grammars:
+            from llama_cpp import LlamaGrammar
+
+            tags = self.options.reasoning.tags
+            trace = tuple(tags[0]) if self.options.schema_after_trace and tags else None
+            text = gbnf(response_format, trace)  # type: ignore[arg-type]
+            self._grammars[response_format] = LlamaGrammar.from_string(text, verbose=False)
+        return self._grammars[response_format]
 
     async def generate(self, calls: Sequence[Call]) -> AsyncIterator[tuple[Call, Completion]]:
         loop = asyncio.get_running_loop()

@@ -15,6 +15,16 @@ gateways) is kept as ``reasoning`` (``reasoning.py``).
 
 Cache keys hold the endpoint and, for a server on this machine, the model it
 reports serving (``served.py``): ``model`` may be a mere label there.
+
+A response format (``structured.py``) travels as ``teacher.schema_via`` says:
+``response_format`` (OpenAI's ``{type: json_schema, json_schema: {name, schema,
+strict}}``; ``json`` as ``{type: json_object}``), ``json_object``
+(llama-cpp-python's server: ``{type: json_object, schema}``, chat only),
+``grammar`` (GBNF from the schema, which llama-cpp-python's server takes on both
+endpoints), ``structured_outputs`` (vLLM >= 0.10: ``{json: schema}``) or
+``guided_json`` (older vLLM). A structured-output refusal (``message.refusal``)
+is recorded as ``finish_reason: content_filter``. A trace a reasoning parser
+returns apart stays apart: the schema holds for ``content`` only.
 """
 
 from __future__ import annotations
@@ -25,9 +35,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from distillpipe.errors import MissingApiKeyError
+from distillpipe.errors import ConfigError, MissingApiKeyError
+from distillpipe.structured import ResponseFormat, gbnf
 from distillpipe.teachers.api import ApiOptions, ApiTeacher, given_key, is_local
 from distillpipe.teachers.base import (
+    CONTENT_FILTER,
     Call,
     Completion,
     SamplingParams,
@@ -41,6 +53,9 @@ from distillpipe.teachers.server import LaunchOptions, ManagedServer
 __all__ = ["OpenAIOptions", "OpenAITeacher", "is_local"]
 
 _CONTENT_FILTER_CODES = {"content_filter", "content_policy_violation"}
+SchemaVia = Literal[
+    "response_format", "json_object", "grammar", "structured_outputs", "guided_json"
+]
 
 
 class OpenAIOptions(ApiOptions):
@@ -57,12 +72,38 @@ class OpenAIOptions(ApiOptions):
     reasoning_effort: str | None = Field(
         None, description="reasoning models: low, medium, high (gpt-5: minimal too)"
     )
+    schema_via: SchemaVia = Field(
+        "response_format",
+        description="how a response format is sent: response_format (OpenAI), json_object "
+        "(llama-cpp-python server, chat), grammar (llama-cpp-python server), "
+        "structured_outputs (vLLM >= 0.10), guided_json (older vLLM)",
+    )
+    schema_strict: bool = Field(
+        True, description="schema_via response_format: OpenAI's strict schema adherence"
+    )
 
     def request_params(self, params: SamplingParams) -> dict[str, Any]:
         sent = self.rule.sent(params)
         if self.reasoning_effort is not None:
             sent["reasoning_effort"] = self.reasoning_effort
         return sent
+
+    def format_params(self) -> dict[str, Any]:
+        changed: dict[str, Any] = {}
+        if self.schema_via != "response_format":  # other mechanisms, other answers
+            changed["schema_via"] = self.schema_via
+        if not self.schema_strict:
+            changed["schema_strict"] = False
+        return changed
+
+    def schema_problem(self, response_format: ResponseFormat) -> tuple[str, str] | None:
+        if self.mode == "completion" and self.schema_via in ("response_format", "json_object"):
+            return "schema_via", (
+                f"the openai backend sends {self.schema_via} with chat requests only; in "
+                "completion mode use grammar (llama.cpp server) or structured_outputs / "
+                "guided_json (vLLM server)"
+            )
+        return None
 
     def option_problem(self) -> tuple[str, str] | None:
         rule, effort = self.rule, self.reasoning_effort
@@ -158,12 +199,40 @@ class OpenAITeacher(ApiTeacher):
             body["prompt"] = request.prompt
             if top_logprobs is not None:
                 body["logprobs"] = top_logprobs
+        if request.response_format is not None:
+            body.update(self.format_fields(call))
         return body
+
+    def format_fields(self, call: Call) -> dict[str, Any]:
+        """The body fields that hold the answer to the request's response format."""
+        response_format = call.request.response_format
+        assert response_format is not None
+        problem = self.options.schema_problem(response_format)
+        if problem is not None:
+            raise ConfigError(f"request {call.request.id}: teacher.{problem[0]}: {problem[1]}")
+        via, schema = self.options.schema_via, response_format.schema
+        if via == "response_format":
+            if response_format.kind == "json":
+                return {"response_format": {"type": "json_object"}}
+            named = {"name": "answer", "schema": schema, "strict": self.options.schema_strict}
+            return {"response_format": {"type": "json_schema", "json_schema": named}}
+        if via == "json_object":
+            return {"response_format": {"type": "json_object", "schema": schema}}
+        if via == "grammar":
+            return {"grammar": gbnf(response_format)}
+        if via == "structured_outputs":
+            if response_format.kind == "json":
+                return {"structured_outputs": {"json_object": True}}
+            return {"structured_outputs": {"json": schema}}
+        return {"guided_json": schema}
 
     def parse(self, data: Any, top_k: int | None = None) -> Completion:
         choice = data["choices"][0]
+        finish_reason = choice.get("finish_reason")
         if "message" in choice:
             parsed = from_openai_message(choice["message"])
+            if choice["message"].get("refusal") and not parsed.answer:
+                finish_reason = CONTENT_FILTER  # a structured-output refusal is an answer
         else:
             parsed = Parsed(choice.get("text") or "")
         usage = data.get("usage") or {}
@@ -173,7 +242,7 @@ class OpenAITeacher(ApiTeacher):
             reasoning=parsed.reasoning,
             reasoning_kind=parsed.kind,
             model=data.get("model") or self.options.model,
-            finish_reason=choice.get("finish_reason"),
+            finish_reason=finish_reason,
             prompt_tokens=usage.get("prompt_tokens") or 0,
             completion_tokens=usage.get("completion_tokens") or 0,
             logprobs=compact_logprobs(choice.get("logprobs"), top_k),

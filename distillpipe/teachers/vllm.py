@@ -17,6 +17,13 @@ validation with the ``pip install`` line. A reasoning model's trace comes back
 inline in the text (``<think>…</think>``); it is split from the answer when
 the completion is read, by the same parser as every backend's
 (``reasoning.split_inline``, tags under ``teacher.reasoning``).
+
+A response format (``structured.py``) becomes vLLM's structured outputs:
+``SamplingParams(structured_outputs=StructuredOutputsParams(json=schema))``
+(``json``: ``json_object=True``), or ``guided_decoding=GuidedDecodingParams(...)``
+on vLLM before 0.10.2. The engine constrains the whole text: a model that
+writes its trace inline needs vLLM's ``reasoning_parser`` engine argument
+(``teacher.engine_args``), which holds the schema back until the trace ends.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from distillpipe.errors import MissingDependencyError
+from distillpipe.structured import ResponseFormat
 from distillpipe.teachers.base import (
     Call,
     Completion,
@@ -65,6 +73,9 @@ class VllmOptions(TeacherOptions):
     def chat_template_source(self) -> str | None:
         return self.model  # its Hugging Face tokenizer
 
+    def schema_problem(self, response_format: ResponseFormat) -> tuple[str, str] | None:
+        return None  # structured outputs, in every vLLM this backend runs on
+
     @model_validator(mode="after")
     def _vllm_is_installed(self) -> VllmOptions:
         if not vllm_installed():
@@ -91,7 +102,8 @@ def engine_kwargs(options: VllmOptions) -> dict[str, Any]:
 
 
 def sampling_kwargs(call: Call) -> dict[str, Any]:
-    """Keyword arguments for ``vllm.SamplingParams``: one sample, seeded from its cache key."""
+    """Keyword arguments for ``vllm.SamplingParams``: one sample, seeded from its cache key
+    (a response format apart: :func:`structured_kwargs`)."""
     params = call.request.params
     return {
         "n": 1,
@@ -104,6 +116,20 @@ def sampling_kwargs(call: Call) -> dict[str, Any]:
         "seed": call.seed,
         "logprobs": params.top_logprobs,
     }
+
+
+def structured_kwargs(call: Call, api: VllmApi) -> dict[str, Any]:
+    """The ``SamplingParams`` keyword that constrains the sample to its response format."""
+    response_format = call.request.response_format
+    if response_format is None:
+        return {}
+    if api.StructuredParams is None:
+        raise MissingDependencyError("teacher.backend: vllm with structured outputs", "vllm")
+    if response_format.kind == "json":
+        constraint = api.StructuredParams(json_object=True)
+    else:
+        constraint = api.StructuredParams(json=response_format.schema)
+    return {api.structured_key: constraint}
 
 
 def compact_vllm_logprobs(
@@ -162,6 +188,10 @@ class VllmApi:
     SamplingParams: Callable[..., Any]
     final_only: Any = None
     """``RequestOutputKind.FINAL_ONLY`` (vLLM >= 0.6.1): no partial outputs per step."""
+    StructuredParams: Callable[..., Any] | None = None
+    """``StructuredOutputsParams`` (vLLM >= 0.10.2), else ``GuidedDecodingParams``."""
+    structured_key: str = "structured_outputs"
+    """The ``SamplingParams`` keyword that takes it (``guided_decoding`` before 0.10.2)."""
 
 
 def import_vllm() -> VllmApi:
@@ -169,11 +199,24 @@ def import_vllm() -> VllmApi:
         from vllm import LLM, SamplingParams
     except ImportError as exc:
         raise MissingDependencyError("teacher.backend: vllm", "vllm") from exc
+    structured: dict[str, Any] = {}
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+
+        structured = {"StructuredParams": StructuredOutputsParams}
+    except ImportError:
+        with contextlib.suppress(ImportError):  # vLLM before 0.10.2
+            from vllm.sampling_params import GuidedDecodingParams
+
+            structured = {
+                "StructuredParams": GuidedDecodingParams,
+                "structured_key": "guided_decoding",
+            }
     try:
         from vllm.sampling_params import RequestOutputKind
     except ImportError:  # older vLLM: partial outputs come too, and the loop skips them
-        return VllmApi(LLM, SamplingParams)
-    return VllmApi(LLM, SamplingParams, RequestOutputKind.FINAL_ONLY)
+        return VllmApi(LLM, SamplingParams, **structured)
+    return VllmApi(LLM, SamplingParams, RequestOutputKind.FINAL_ONLY, **structured)
 
 
 def chat_prompt(tokenizer: Any, messages: Sequence[Message], chat_template: str | None) -> Any:
@@ -226,6 +269,7 @@ class VllmTeacher(Teacher):
         ``LLM.generate``, the engine adds BOS)."""
         assert self._api is not None
         extra = {} if self._api.final_only is None else {"output_kind": self._api.final_only}
+        extra |= structured_kwargs(call, self._api)
         params = self._api.SamplingParams(**sampling_kwargs(call), **extra)
         messages = call.request.messages
         if messages is None:

@@ -44,6 +44,7 @@ from distillpipe.filters.perplexity import PerplexityOptions
 from distillpipe.io import read_records, write_jsonl
 from distillpipe.pipeline import run_pipeline
 from distillpipe.stages import stage_named
+from distillpipe.structured import ResponseFormat
 from distillpipe.teachers.base import Call, Request, SamplingParams
 from distillpipe.teachers.cost import BudgetGuard
 from distillpipe.teachers.ledger import SpendLedger
@@ -111,6 +112,15 @@ def test_a_call_crosses_to_an_actor_and_back_unchanged():
     for request in (
         Request(id="r1", params=params, prompt="Say hi.", n=3),
         Request(id="r2", params=params, messages=({"role": "user", "content": "Hi"},)),
+        Request(id="r3", params=params, prompt="JSON:", response_format=ResponseFormat.of("json")),
+        Request(
+            id="r4",
+            params=params,
+            prompt="JSON:",
+            response_format=ResponseFormat.of(
+                {"type": "object", "properties": {"b": {}, "a": {}}, "required": ["b", "a"]}
+            ),
+        ),
     ):
         call = Call(request, sample=2, key="sha256:" + "ab" * 32, seed=12345)
         row = call_to_row(call)

@@ -1,7 +1,8 @@
 """vLLM's own output and parameter types where vLLM imports; else a recorded copy of them.
 
 The copy mirrors vLLM's ``vllm.outputs.RequestOutput`` / ``CompletionOutput``,
-``vllm.logprobs.Logprob``, ``vllm.SamplingParams`` and ``RequestOutputKind``:
+``vllm.logprobs.Logprob``, ``vllm.SamplingParams``, ``RequestOutputKind`` and
+``StructuredOutputsParams`` (vLLM >= 0.10.2):
 the same names, fields and constructor keywords (only those distillpipe reads
 or passes). There is no GPU here and vLLM does not install without one, so
 CI uses the copy; with the wheel's pure-Python modules importable the same
@@ -17,7 +18,7 @@ from typing import Any
 try:
     from vllm.logprobs import Logprob
     from vllm.outputs import CompletionOutput, RequestOutput
-    from vllm.sampling_params import RequestOutputKind, SamplingParams
+    from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
     REAL_VLLM = True
 except ImportError:
@@ -62,6 +63,14 @@ except ImportError:
             self.finished = finished
 
     @dataclass
+    class StructuredOutputsParams:  # type: ignore[no-redef]
+        json: str | dict[str, Any] | None = None
+        regex: str | None = None
+        choice: list[str] | None = None
+        grammar: str | None = None
+        json_object: bool | None = None
+
+    @dataclass
     class SamplingParams:  # type: ignore[no-redef]
         n: int = 1
         presence_penalty: float = 0.0
@@ -73,6 +82,7 @@ except ImportError:
         max_tokens: int | None = 16
         logprobs: int | None = None
         output_kind: RequestOutputKind = RequestOutputKind.CUMULATIVE
+        structured_outputs: StructuredOutputsParams | None = None
 
 
 __all__ = [
@@ -82,4 +92,5 @@ __all__ = [
     "RequestOutput",
     "RequestOutputKind",
     "SamplingParams",
+    "StructuredOutputsParams",
 ]
