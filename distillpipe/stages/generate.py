@@ -26,6 +26,7 @@ from distillpipe.provenance import Provenance, template_hash
 from distillpipe.rejection import RejectionSampler
 from distillpipe.stages.base import Record, StageContext
 from distillpipe.stages.conversation import converse
+from distillpipe.stages.generate_panel import generate_with_panel, panel_requests
 from distillpipe.teachers.base import Completion, Request
 
 SYSTEM_PRESETS = ("none", "plain", "cot", "orca")
@@ -98,12 +99,18 @@ class GenerateStage:
         return records * config.generate.n
 
     def teacher_requests(
-        self, records: Iterable[Record], config: Config, mode: str
+        self, records: Iterable[Record], config: Config, mode: str, member: str | None = None
     ) -> Iterator[Request]:
         """The requests ``run`` sends for these records, for an executor that answers
-        them elsewhere first (Ray) and lets ``run`` replay them from the cache."""
+        them elsewhere first (Ray) and lets ``run`` replay them from the cache; with a
+        panel, those of the member named ``member`` (all members' when None)."""
         if config.generate.conversation is not None:
             return  # each turn depends on the one before: run asks them itself
+        if config.teachers is not None:  # a panel (no until, no conversation)
+            by_member = panel_requests(config, RequestBuilder, member)
+            for record in records:
+                yield from by_member(record)
+            return
         build_request = RequestBuilder(config, mode)
         until = config.generate.until
         for record in records:
@@ -116,6 +123,12 @@ class GenerateStage:
     async def run(self, records: Iterator[Record], ctx: StageContext) -> AsyncIterator[Record]:
         if ctx.config.generate.conversation is not None:
             async for record in converse(records, ctx, system_prompt_for):
+                yield record
+            return
+        if ctx.config.teachers is not None:  # a panel: every routed member answers
+            async for record in generate_with_panel(
+                records, ctx, RequestBuilder, self._keep_finished
+            ):
                 yield record
             return
         dispatcher = ctx.dispatcher()

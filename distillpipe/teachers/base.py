@@ -63,6 +63,8 @@ class Request:
     prompt: str | None = None
     n: int = 1
     first_sample: int = 0  # samples first_sample .. first_sample+n-1 (rejection sampling rounds)
+    teacher: str | None = None
+    """The panel member asked (``teachers:``): in the cache key; None for a plain ``teacher:``."""
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
