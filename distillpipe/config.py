@@ -323,8 +323,10 @@ class ExportConfig(StrictModel):
     conversational: bool = Field(
         True, description="prompt-completion and dpo: message lists (True) or plain strings"
     )
-    responses: Literal["chosen", "all"] = Field(
-        "chosen", description="chosen: selection.chosen, else the first sample; all: every sample"
+    responses: Literal["chosen", "all", "best-per-teacher"] = Field(
+        "chosen",
+        description="chosen: selection.chosen, else the first sample; all: every sample; "
+        "best-per-teacher: each panel member's best-scored sample",
     )
     system_prompt: bool = Field(True, description="include the system prompt the teacher saw")
     include_reference: bool = Field(

@@ -61,26 +61,66 @@ def chosen_teacher(record: Mapping[str, Any]) -> str | None:
     return responses[index].get(TEACHER)
 
 
-def win_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+class WinCounter:
     """How often each member answered a record and how often its sample was chosen."""
-    answered: Counter[str] = Counter()
-    chosen: Counter[str] = Counter()
-    decided = 0
-    for record in records:
+
+    def __init__(self) -> None:
+        self.answered: Counter[str] = Counter()
+        self.chosen: Counter[str] = Counter()
+        self.decided = 0
+
+    def add(self, record: Mapping[str, Any]) -> None:
         names = {r.get(TEACHER) for r in record.get("responses") or []} - {None}
-        answered.update(names)
+        self.answered.update(names)
         winner = chosen_teacher(record)
         if winner is not None:
-            chosen[winner] += 1
-            decided += 1
-    return {
-        name: {
-            "records": answered[name],
-            "chosen": chosen[name],
-            "win_rate": round(chosen[name] / decided, 6) if decided else 0.0,
+            self.chosen[winner] += 1
+            self.decided += 1
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        chosen, decided = self.chosen, self.decided
+        return {
+            name: {
+                "records": self.answered[name],
+                "chosen": chosen[name],
+                "win_rate": round(chosen[name] / decided, 6) if decided else 0.0,
+            }
+            for name in sorted(self.answered, key=lambda n: (-chosen[n], n))
         }
-        for name in sorted(answered, key=lambda n: (-chosen[n], n))
-    }
+
+
+def win_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    counter = WinCounter()
+    for record in records:
+        counter.add(record)
+    return counter.as_dict()
+
+
+def run_member_stats(manifest: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Every stage's per-member accounting in a manifest, summed per member."""
+    totals: dict[str, dict[str, Any]] = {}
+    for entry in ((manifest or {}).get("stages") or {}).values():
+        add_member_stats(totals, (entry.get("stats") or {}).get("teachers") or {})
+    return totals
+
+
+def teacher_rows(
+    members: Iterable[Mapping[str, Any]],
+    totals: Mapping[str, Mapping[str, Any]],
+    wins: Mapping[str, Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """One row per panel member (its config block, its run totals, its wins)."""
+    rows = []
+    for block in members:
+        name = block["name"]
+        row = {"name": name, "backend": block.get("backend"), "model": block.get("model")}
+        row |= {key: None for key in ("calls", "cache_hits", "teacher_calls")}
+        row |= dict(totals.get(name) or {})
+        won = wins.get(name) or {}
+        row |= {"records": won.get("records", 0), "chosen": won.get("chosen", 0)}
+        row["win_rate"] = won.get("win_rate", 0.0)
+        rows.append(row)
+    return rows
 
 
 def add_member_stats(

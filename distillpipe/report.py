@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from distillpipe.report_teachers import panel_rows, win_rate_figure
 from distillpipe import plots, templates
 from distillpipe.io import atomic_write_bytes
 from distillpipe.review.agreement import summarise_run
@@ -162,12 +163,15 @@ def figures(data: RunData) -> list[dict[str, str]]:
 def render(run_dir: Path) -> str:
     data = collect(run_dir)
     config = data.manifest.get("config") or {}
+    panel = panel_rows(run_dir, data.manifest)
+    wins = win_rate_figure(panel)
     return templates.render(
         "report.html.jinja",
         name=data.manifest.get("name", run_dir.name),
         teacher=config.get("teacher") or {},
         stages=stage_rows(data.stages),
-        figures=figures(data),
+        figures=figures(data) + ([wins] if wins else []),
+        panel=panel,
         filters=list(data.filters.values()),
         has_evolution=bool(data.depths or data.operators),
         config_json=orjson.dumps(config, option=orjson.OPT_INDENT_2).decode(),

@@ -9,6 +9,7 @@ import yaml
 
 from distillpipe import templates
 from distillpipe.config import Config
+from distillpipe.panel_stats import run_member_stats, teacher_rows
 
 
 @dataclass
@@ -21,6 +22,7 @@ class CardFacts:
     parquet_files: list[tuple[str, str]] = field(default_factory=list)
     manifest: dict[str, Any] | None = None
     traced_rows: int = 0  # rows from a sample with a reasoning trace
+    teacher_wins: dict[str, dict[str, Any]] = field(default_factory=dict)  # a panel's
 
 
 def stage_rows(manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -50,6 +52,15 @@ def funnel_rows(manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
 _FUNNEL_KEYS = ("seen", "kept", "rejected")
 
 
+def panel_rows(config: Config, facts: CardFacts) -> list[dict[str, Any]]:
+    """A panel's per-teacher accounting and win rates (none for a single teacher)."""
+    if config.teachers is None:
+        return []
+    members = config.public_dump().get("teachers") or []
+    blocks = [{**m["teacher"], "name": m["name"]} for m in members]
+    return teacher_rows(blocks, run_member_stats(facts.manifest), facts.teacher_wins)
+
+
 def render_card(config: Config, export_format: str, facts: CardFacts) -> str:
     models = facts.teacher_models or [config.teacher.model]
     return templates.render(
@@ -67,6 +78,7 @@ def render_card(config: Config, export_format: str, facts: CardFacts) -> str:
         funnel=funnel_rows(facts.manifest),
         parquet_files=facts.parquet_files,
         traced_rows=facts.traced_rows,
+        panel=panel_rows(config, facts),
         reasoning=config.export_section.reasoning,
         reasoning_tags=config.export_section.reasoning_tags,
         config_yaml=yaml.safe_dump(config.public_dump(), sort_keys=False),

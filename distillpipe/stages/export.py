@@ -34,9 +34,15 @@ from distillpipe.exporters.formats import exporter_named
 from distillpipe.exporters.logprobs import sidecar_row
 from distillpipe.exporters.multi_turn import NO_ANSWER, conversation_messages, no_row
 from distillpipe.exporters.reasoning import has_trace, with_reasoning
-from distillpipe.exporters.select import pick_preference, pick_sft, with_reference
+from distillpipe.exporters.select import (
+    pick_best_per_teacher,
+    pick_preference,
+    pick_sft,
+    with_reference,
+)
 from distillpipe.io import atomic_write_bytes, write_jsonl
 from distillpipe.manifest import MANIFEST
+from distillpipe.panel_stats import WinCounter
 from distillpipe.stages.base import Record, StageContext
 from distillpipe.stages.generate import system_prompt_for
 from distillpipe.temps import create_temp_dir
@@ -55,6 +61,7 @@ class Exported:
     teacher_models: list[str] = field(default_factory=list)
     reference_rows: int = 0
     traced_rows: int = 0  # rows from a sample with a reasoning trace
+    wins: WinCounter = field(default_factory=WinCounter)  # a panel's chosen samples by teacher
 
     def rows(self) -> Iterator[dict[str, Any]]:
         for rows in self.splits.values():
@@ -72,6 +79,8 @@ class Exported:
         if self.traced_rows:
             stats["traced_rows"] = self.traced_rows
             stats["reasoning"] = section.reasoning
+        if self.wins.answered:
+            stats["teacher_wins"] = self.wins.as_dict()
         return stats
 
 
@@ -117,10 +126,14 @@ def build_export(records: Iterable[Record], config: Config) -> Exported:
             kept.append(_Kept(key, position, [row], sidecars))
             continue
         system = system_prompt_for(record, config) if section.system_prompt else None
+        result.wins.add(record)
         if exporter.pairs:
             picked, reason = pick_preference(record, system)
+        elif section.responses == "best-per-teacher":
+            picked, reason = pick_best_per_teacher(record, system)
         else:
             picked, reason = pick_sft(record, system, section.responses == "all")
+        if not exporter.pairs:
             if section.include_reference:
                 picked, reason = with_reference(
                     record, system, (picked, reason), section.reference_fields, section.reference_as
@@ -205,6 +218,7 @@ def _write_files(
             parquet_files=parquet,
             manifest=manifest,
             traced_rows=exported.traced_rows,
+            teacher_wins=exported.wins.as_dict(),
         )
         rendered = card.render_card(config, section.format, facts)
         atomic_write_bytes(directory / "README.md", rendered.encode())
