@@ -646,7 +646,9 @@ def parse_teachers(raw: Any, source: ConfigSource) -> list[PanelMember]:
     for index, item in enumerate(raw):
         loc: Loc = ("teachers", index)
         if not isinstance(item, dict) or not item.get("name"):
-            raise ConfigError(f"{source.where(loc)}: teachers[{index}].name: each teacher needs one")
+            raise ConfigError(
+                f"{source.where(loc)}: teachers[{index}].name: each teacher needs one"
+            )
         member_raw, block = split_member(item)
         options = _teacher_options(block, loc, source)
         try:
@@ -664,6 +666,11 @@ def parse_teachers(raw: Any, source: ConfigSource) -> list[PanelMember]:
                 f"named {member.name!r}; names must be unique"
             )
         members.append(member)
+    if not any(member.answers for member in members):
+        raise ConfigError(
+            f"{source.where(('teachers',))}: teachers: every member has share: 0; "
+            "at least one must answer"
+        )
     return members
 
 

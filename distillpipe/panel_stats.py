@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from distillpipe.dispatch import DispatchStats, Dispatcher
+from distillpipe.dispatch import Dispatcher, DispatchStats
 
 TEACHER = "teacher"  # the responses[] field naming the panel member that answered
 

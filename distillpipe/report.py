@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 
-from distillpipe.report_teachers import panel_rows, win_rate_figure
 from distillpipe import plots, templates
 from distillpipe.io import atomic_write_bytes
+from distillpipe.report_teachers import panel_rows, win_rate_figure
 from distillpipe.review.agreement import summarise_run
 from distillpipe.run_data import RunData, StageView, collect
 

@@ -208,7 +208,7 @@ def stage_members(config: Config, stage: Stage) -> list[str]:
     """The panel members a stage asks: generate all; a stage that names one (its
     section's ``teacher``, a judge filter's) that one; a stage asking none, none."""
     if stage.name == "generate":
-        return [member.name for member in config.panel_members()]
+        return [member.name for member in config.panel_members() if member.answers]
     if stage.name == "export":
         return []
     if stage.name == "filter":

@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 
 from distillpipe.config import Config, load_config
+from distillpipe.panel_stats import add_member_stats
 from distillpipe.progress import Mode, default_mode, message, stderr
 from distillpipe.runner import StageResult
-from distillpipe.panel_stats import add_member_stats
 from distillpipe.teachers.cost import BudgetGuard
 from distillpipe.teachers.ledger import SpendLedger
 

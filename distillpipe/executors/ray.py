@@ -226,7 +226,28 @@ class RayExecutor:
         progress_mode: Mode,
         budget: BudgetGuard | None = None,
     ) -> RayStats:
-        """Fill the cache with every call of the stage that it does not hold yet."""
+        """Fill the cache with every call of the stage that it does not hold yet. With a
+        panel (``teachers:``) each member in turn, on actors that build that member."""
+        if config.teachers is not None:
+            total = RayStats()
+            for member in (m for m in config.teachers if m.answers):
+                served = config.model_copy(update={"teacher": member.teacher})
+                one = self._answer(stage, served, path, progress_mode, budget, member.name)
+                for name in ("calls", "cached", "sent", "seconds", "cost_usd"):
+                    setattr(total, name, getattr(total, name) + getattr(one, name))
+                total.actors = max(total.actors, one.actors)
+            return total
+        return self._answer(stage, config, path, progress_mode, budget)
+
+    def _answer(
+        self,
+        stage: Any,
+        config: Config,
+        path: Path,
+        progress_mode: Mode,
+        budget: BudgetGuard | None = None,
+        member: str | None = None,
+    ) -> RayStats:
         stats = RayStats()
         started = time.perf_counter()
         teacher = build_teacher(config)
@@ -243,7 +264,10 @@ class RayExecutor:
 
             planner = Dispatcher(teacher, None, config.seed)
             records = stage_records(stage, path, config)
-            requests = stage.teacher_requests(records, config, teacher.mode)
+            if member is None:
+                requests = stage.teacher_requests(records, config, teacher.mode)
+            else:  # one member's requests; a plug-in stage's answers all members' at once
+                requests = stage.teacher_requests(records, config, teacher.mode, member)
             with ResponseCache(config.cache.path) as cache:
                 missing: dict[str, Call] = {}
                 for chunk in _batched(requests, _PLAN_CHUNK):

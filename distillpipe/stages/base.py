@@ -172,10 +172,10 @@ class _LateBudget:
 
     inner: TeacherBudget | None = None
 
-    def reserve(self, call, payload_bytes: int = 0) -> float:  # noqa: ANN001 - Budget protocol
+    def reserve(self, call, payload_bytes: int = 0) -> float:
         return self.inner.reserve(call, payload_bytes) if self.inner is not None else 0.0
 
-    def settle(self, reserved: float, completion) -> None:  # noqa: ANN001 - Budget protocol
+    def settle(self, reserved: float, completion) -> None:
         if self.inner is not None:
             self.inner.settle(reserved, completion)
 

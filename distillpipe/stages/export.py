@@ -133,12 +133,11 @@ def build_export(records: Iterable[Record], config: Config) -> Exported:
             picked, reason = pick_best_per_teacher(record, system)
         else:
             picked, reason = pick_sft(record, system, section.responses == "all")
-        if not exporter.pairs:
-            if section.include_reference:
-                picked, reason = with_reference(
-                    record, system, (picked, reason), section.reference_fields, section.reference_as
-                )
-                result.reference_rows += sum(p.sample is None for p in picked)
+        if not exporter.pairs and section.include_reference:
+            picked, reason = with_reference(
+                record, system, (picked, reason), section.reference_fields, section.reference_as
+            )
+            result.reference_rows += sum(p.sample is None for p in picked)
         if reason is not None:
             result.skipped[reason] += 1
             continue

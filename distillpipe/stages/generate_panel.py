@@ -60,7 +60,7 @@ def panel_requests(
     panel = Panel.from_config(config)
     if member is not None:
         panel = Panel([panel.member(member)], panel.seed, named=panel.named)
-    builders = {m.name: builder(config, request_mode(m.teacher)) for m in panel.members}
+    builders = {m.name: builder(config, request_mode(m.teacher)) for m in panel.answering}
     return PanelRequests(panel, builders)
 
 
@@ -70,7 +70,7 @@ async def generate_with_panel(
     builder: Callable[..., Any],
     keep_finished: Callable[[Record, list[Completion], StageContext], bool],
 ) -> AsyncIterator[Record]:
-    dispatchers = ctx.dispatchers()
+    dispatchers = {member.name: ctx.dispatcher(member.name) for member in ctx.panel.answering}
     to_requests = panel_requests(ctx.config, builder)
     provenance = {
         name: Provenance(dispatcher, to_requests.builders[name].template_hash)

@@ -9,7 +9,8 @@ with a ``name`` and, beside the backend's own options, the member's place in the
         backend: openai
         base_url: http://127.0.0.1:8080/v1
         n: 2                   # samples per record (default: generate.n)
-        share: 0.25            # answer this fraction of the records (seeded by record id)
+        share: 0.25            # answer this fraction of the records (seeded by record id;
+                               # 0: answers none, e.g. a cheap model for self_instruct only)
         weight: 2.0            # its vote in `consistency` with `across: teachers`
         max_cost: 1.5          # USD this member may spend (the run's --max-cost still holds)
         sampling: {temperature: 0.2}   # generate's sampling, overridden for this member
@@ -56,11 +57,20 @@ class PanelMember(BaseModel):
     teacher: SerializeAsAny[TeacherOptions]
     n: int | None = Field(None, ge=1, le=128, description="samples per record; default generate.n")
     share: float | None = Field(
-        None, gt=0.0, le=1.0, description="the fraction of records it answers (seeded)"
+        None,
+        ge=0.0,
+        le=1.0,
+        description="the fraction of records it answers (seeded); 0: none, a member that "
+        "only writes instructions or judges",
     )
     weight: float = Field(1.0, gt=0.0, description="its vote across teachers")
     max_cost: float | None = Field(None, gt=0, description="USD this member may spend")
     sampling: SamplingOverrides = Field(default_factory=SamplingOverrides)
+
+    @property
+    def answers(self) -> bool:
+        """Whether generate asks it at all (``share: 0``: it only serves other stages)."""
+        return self.share != 0
 
     def public_block(self) -> dict[str, Any]:
         """The item as the config wrote it: the member keys beside the teacher's options."""

@@ -4,7 +4,8 @@ them answer a record, and how each is named in requests.
 Routing is deterministic: a member with a ``share`` answers a record when a hash
 of (config seed, member name, record id) falls below its share, so a rerun, a
 resumed run and another executor route every record alike. Members without a
-share answer every record; a record no member would answer goes to the first.
+share answer every record; a record no member would answer goes to the first
+that answers any (``share: 0``: none, a member only other stages ask).
 
 A plain ``teacher:`` is a panel of one that names no member in its requests
 (``Request.teacher`` None), so its cache keys are those of a run without panels.
@@ -68,10 +69,15 @@ class Panel:
         """The members that answer the record, in panel order."""
         chosen = [
             member
-            for member in self.members
+            for member in self.answering
             if member.share is None or share_draw(self.seed, member.name, record_id) < member.share
         ]
-        return chosen or [self.members[0]]
+        return chosen or self.answering[:1]
+
+    @property
+    def answering(self) -> list[PanelMember]:
+        """The members generate asks (all but those with ``share: 0``)."""
+        return [member for member in self.members if member.answers]
 
     def weights(self) -> dict[str, float]:
         return {member.name: member.weight for member in self.members}
