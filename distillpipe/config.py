@@ -772,8 +772,11 @@ def _check_teacher_takes(config: Config, source: ConfigSource) -> None:
     used = dict(member_names_used(config))
     for index, member in enumerate(config.teachers):
         wanted = []
+        overridden = member.sampling.model_fields_set
         for where, names, params in teacher_sampling(config):
             if where == ("generate",):
+                own = ("teachers", index, "sampling")  # a member's override names its key
+                names = {key: f"{_dotted(own)}.{key}" for key in overridden}
                 wanted.append((where, names, member.sampling.apply(params)))
                 continue
             name = next((v for k, v in used.items() if k[: len(where)] == where), None)
@@ -795,7 +798,14 @@ def _check_takes(
     for where, names, params in sampling:
         problem = options.sampling_problem(params)
         if problem is not None:
-            loc = (*where, names.get(problem[0], problem[0]))
+            key = names.get(problem[0], problem[0])
+            if key.startswith("teachers."):  # a member's own key: teachers[1].sampling.top_p
+                index, rest = key.split(".", 2)[1:]
+                source_loc: Loc = ("teachers", int(index), *rest.split("."))
+                raise ConfigError(
+                    f"{source.where(source_loc)}: teachers[{index}].{rest}: {problem[1]}"
+                )
+            loc = (*where, key)
             raise ConfigError(f"{source.where(loc)}: {_dotted(loc)}: {problem[1]}")
 
 
