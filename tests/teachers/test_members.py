@@ -119,7 +119,7 @@ def test_every_member_with_share_zero_leaves_no_one_to_answer(tmp_path: Path):
 
 def test_several_teachers_refuse_the_modes_they_do_not_do(tmp_path: Path):
     data = panel(generate={"conversation": {"turns": 2}})
-    with pytest.raises(ConfigError, match="generate.conversation: not supported with several"):
+    with pytest.raises(ConfigError, match=r"generate\.conversation: not supported with several"):
         load_config(write_config(tmp_path / "c.yaml", data))
 
 

@@ -81,7 +81,7 @@ def test_a_member_name_enters_the_cache_key_and_none_leaves_the_old_key():
     assert len({plain, a, b}) == 3
 
 
-def Priced():  # noqa: N802 - reads as the teacher it builds
+def Priced():
     """A real OpenAI-compatible teacher on loopback (built, never asked)."""
     options = {"backend": "openai", "model": "gpt-4o-mini", "base_url": "http://127.0.0.1:9/v1"}
     config = config_of([{"name": "paid", **options}])
@@ -103,7 +103,7 @@ def test_a_members_max_cost_stops_it_and_its_spending_counts_in_the_runs_guard()
     assert budget.spent == pytest.approx(0.1) and guard.spent == pytest.approx(0.1)
     assert guard.reserved == pytest.approx(0.0) and guard.now == {"generate": pytest.approx(0.1)}
     budget.settle(budget.reserve(_call()), Completion("x", "m", "stop", 50, 50))
-    with pytest.raises(BudgetExceededError, match="teachers: big: max_cost 0.25 USD reached"):
+    with pytest.raises(BudgetExceededError, match=r"teachers: big: max_cost 0\.25 USD reached"):
         budget.reserve(_call())
 
 
@@ -113,7 +113,7 @@ def test_the_runs_guard_holds_for_the_panel_as_a_whole():
     a = TeacherBudget("a", None, guard, Priced(), price, "generate")
     b = TeacherBudget("b", None, guard, Priced(), price, "generate")
     a.settle(a.reserve(_call()), Completion("x", "m", "stop", 50, 50))
-    with pytest.raises(BudgetExceededError, match="--max-cost 0.15 USD reached"):
+    with pytest.raises(BudgetExceededError, match=r"--max-cost 0\.15 USD reached"):
         b.reserve(_call())
 
 
