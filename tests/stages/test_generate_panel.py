@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -84,10 +85,11 @@ def test_a_killed_panel_run_resumes_asking_no_completed_call_again_per_teacher(
         faulty(slow_fault_server.url, concurrency=1),
     ]
     config = panel_config(tmp_path, teachers)
-    args = ["run", "-c", str(config)]
+    args = ["run", str(config)]
     cache, first_log, second_log = tmp_path / "cache", tmp_path / "1.log", tmp_path / "2.log"
     first = start(tmp_path, args, cache, first_log, "first")
     done = kill_after(first, cache, 3, tmp_path / "first.stderr")
+    time.sleep(1.0)  # a call the fault server took before the kill is answered to no one
     answered_by_fault = sum(slow_fault_server.answered.values())
     answered_before_kill = set(backend_log(first_log, "answered"))
     total = RECORDS * (1 + 2 + 1)
@@ -202,7 +204,7 @@ def test_a_cheap_teacher_writes_the_instructions_and_another_answers_them(
         tmp_path, teachers, self_instruct=self_instruct, input=str(tmp_path / "seeds.jsonl")
     )
     done = subprocess.run(
-        [sys.executable, "-m", "distillpipe", "run", "-c", str(config), "-q"],
+        [sys.executable, "-m", "distillpipe", "run", str(config), "-q"],
         env=cli_env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
