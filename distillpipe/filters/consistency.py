@@ -41,7 +41,9 @@ class ConsistencyOptions(ThresholdOptions):
     type: str = "consistency"
     mode: Literal["answers", "similarity"] = "answers"
     min: ThresholdSpec = Field(0.5, description="agreement (answers) or mean similarity")
-    min_votes: int = Field(2, ge=1, description="answers: samples the majority needs")
+    min_votes: int = Field(
+        2, ge=1, description="answers: samples (across teachers: teachers) the majority needs"
+    )
     similarity: Literal["rouge-l", "embedding"] = "rouge-l"
     embedding_model: str | None = Field(None, description="default: the packaged MiniLM")
     across: Literal["samples", "teachers"] = Field(
