@@ -84,6 +84,10 @@ class StageContext:
     stage: str = ""  # the stage's name, under which the budget's ledger records its spending
     _teachers: list[Teacher] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self._dispatcher is not None and not self._dispatchers:  # one handed in (estimate)
+            self._dispatchers[self.panel.member().name] = self._dispatcher
+
     @property
     def panel(self) -> Panel:
         return Panel.from_config(self.config)
