@@ -779,7 +779,8 @@ def _check_teacher_takes(config: Config, source: ConfigSource) -> None:
                 names = {key: f"{_dotted(own)}.{key}" for key in overridden}
                 wanted.append((where, names, member.sampling.apply(params)))
                 continue
-            name = next((v for k, v in used.items() if k[: len(where)] == where), None)
+            # the section that names the member ("evolve", ("filter", 2)) holds ``where``
+            name = next((v for k, v in used.items() if where[: len(k) - 1] == k[:-1]), None)
             if (name or config.teachers[0].name) == member.name:
                 wanted.append((where, names, params))
         _check_takes(member.teacher, ("teachers", index), iter(wanted), source)

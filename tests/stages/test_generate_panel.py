@@ -21,6 +21,7 @@ from test_resume import backend_log
 
 from distillpipe.config import load_config
 from distillpipe.pipeline import run_pipeline
+from distillpipe.report import write_report
 
 RECORDS = 6
 
@@ -164,6 +165,10 @@ def test_a_teacher_added_to_a_finished_run_is_the_only_one_asked(
     assert wins["small"] == {"records": 2, "chosen": 2, "win_rate": 1.0}  # no selection: first
     card = (run_dir / "export" / "README.md").read_text()
     assert "## Teachers" in card and "| fault | openai | gpt-4o-mini |" in card
+
+    html = write_report(run_dir).read_text()
+    assert 'id="teachers"' in html and 'data-plot="teacher-wins"' in html
+    assert "<td>fault</td><td>openai</td><td>gpt-4o-mini</td>" in html
 
     removed = load_config(panel_config(tmp_path, two, **extra))
     results = run_pipeline(removed, run_dir, tmp_path / "seeds.jsonl")

@@ -120,3 +120,36 @@ def test_the_runs_guard_holds_for_the_panel_as_a_whole():
 def test_a_cost_limit_needs_the_members_price():
     with pytest.raises(ConfigError, match="no price known for model 'gpt-4o-mini' \\(teacher a\\)"):
         TeacherBudget("a", 1.0, None, Priced(), None)
+
+
+def test_a_generate_run_stops_where_a_members_max_cost_is_reached(tmp_path):
+    from fault_server import FaultServer
+    from support import write_records
+
+    from distillpipe.runner import run_stage
+    from distillpipe.stages import stage_named
+
+    server = FaultServer().start()
+    try:
+        paid = {"backend": "openai", "model": "gpt-4o-mini", "base_url": f"{server.url}/v1"}
+        config = config_of(
+            [
+                {
+                    "name": "free",
+                    "backend": "openai",
+                    "model": "gemma",
+                    "base_url": f"{server.url}/v1",
+                },
+                {"name": "paid", **paid, "max_cost": 0.05, "concurrency": 1},
+            ],  # fmt: skip
+            generate={"n": 1, "max_tokens": 20},
+            cost={"prices": {"gpt-4o-mini": {"input": 1000.0, "output": 1000.0}}},
+        )
+        source = write_records(tmp_path / "in.jsonl", 8)
+        guard = BudgetGuard(limit=None)
+        with pytest.raises(BudgetExceededError, match=r"teachers: paid: max_cost 0\.05 USD"):
+            run_stage(stage_named("generate"), config, source, tmp_path / "out.jsonl", budget=guard)
+    finally:
+        server.stop()
+    assert 0 < guard.spent <= 0.05  # what the paid member spent, in the run's guard too
+    assert not (tmp_path / "out.jsonl").exists()
