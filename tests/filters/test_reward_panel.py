@@ -15,8 +15,8 @@ from tiny_models import tiny_reward_model  # noqa: F401 - a fixture, a parameter
 
 from distillpipe.config import load_config
 from distillpipe.io import read_jsonl
-from distillpipe.pipeline import run_pipeline
 from distillpipe.panel_stats import win_counts
+from distillpipe.pipeline import run_pipeline
 
 RECORDS = 3
 

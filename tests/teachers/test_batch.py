@@ -282,7 +282,7 @@ def test_each_batch_member_of_a_panel_submits_its_own_provider_batch(
                 "n": 2,
                 **shared,
             },
-        ],  # fmt: skip
+        ],
         "generate": {"n": 1, "max_tokens": 16, "batch_size": 100},
     }
     config = parse_config(data, ConfigSource("test.yaml", None))

@@ -141,7 +141,7 @@ def test_a_generate_run_stops_where_a_members_max_cost_is_reached(tmp_path):
                     "base_url": f"{server.url}/v1",
                 },
                 {"name": "paid", **paid, "max_cost": 0.05, "concurrency": 1},
-            ],  # fmt: skip
+            ],
             generate={"n": 1, "max_tokens": 20},
             cost={"prices": {"gpt-4o-mini": {"input": 1000.0, "output": 1000.0}}},
         )
