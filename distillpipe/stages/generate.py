@@ -15,6 +15,7 @@ goes to the rejected file. Every response carries its provenance
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import replace
 from typing import ClassVar
@@ -96,6 +97,13 @@ class GenerateStage:
             return records * min(until.step, until.max_samples)
         if conversation is not None:  # every assistant turn, and every user turn but the first
             return records * (2 * conversation.turns - 1)
+        if config.teachers is not None:  # each member's n, on its share of the records
+            return sum(
+                math.ceil(records * (1.0 if m.share is None else m.share))
+                * (m.n or config.generate.n)
+                for m in config.teachers
+                if m.answers
+            )
         return records * config.generate.n
 
     def teacher_requests(
