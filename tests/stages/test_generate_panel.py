@@ -2,8 +2,8 @@
 a real llama.cpp server (other sampling, other n) and the fault server (an OpenAI wire
 format). Every record gets every member's samples, tagged with the member; a run killed
 mid-way resumes asking no completed call again, counted per teacher; a member added to a
-finished run is the only one asked; a cheap member writes the Self-Instruct tasks and
-another answers them, in one `distillpipe run`."""
+finished run is the only one asked; a cheap member writes the Self-Instruct tasks,
+another answers them and the cheap one judges, in one `distillpipe run`."""
 
 from __future__ import annotations
 
@@ -205,8 +205,14 @@ def test_a_cheap_teacher_writes_the_instructions_and_another_answers_them(
         "max_tokens": 48,
         "seed_tasks_per_prompt": 3,
     }
+    judge = {"type": "reward", "backend": "judge", "teacher": "cheap", "max_tokens": 6,
+             "on_unparseable": "keep"}  # fmt: skip
     config = panel_config(
-        tmp_path, teachers, self_instruct=self_instruct, input=str(tmp_path / "seeds.jsonl")
+        tmp_path,
+        teachers,
+        self_instruct=self_instruct,
+        filter=[judge],
+        input=str(tmp_path / "seeds.jsonl"),
     )
     done = subprocess.run(
         [sys.executable, "-m", "distillpipe", "run", str(config), "-q"],
@@ -219,6 +225,9 @@ def test_a_cheap_teacher_writes_the_instructions_and_another_answers_them(
     assert set(stages["generate"]["stats"]["teachers"]) == {"strong"}
     assert list(stages["seed"]["teacher_hashes"]) == ["cheap"]
     assert list(stages["generate"]["teacher_hashes"]) == ["strong"]
+    judged = stages["filter"]["stats"]["teachers"]  # the judge is a member of its own
+    assert set(judged) == {"cheap"} and judged["cheap"]["calls"] == stages["filter"]["records_in"]
+    assert list(stages["filter"]["teacher_hashes"]) == ["cheap"]
     out = rows(tmp_path / "runs" / "panel" / "generate.jsonl")
     assert len(out) >= len(seeds)
     for record in out:
