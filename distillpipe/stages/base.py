@@ -84,10 +84,6 @@ class StageContext:
     stage: str = ""  # the stage's name, under which the budget's ledger records its spending
     _teachers: list[Teacher] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        if self._dispatcher is not None and not self._dispatchers:  # one handed in (estimate)
-            self._dispatchers[self.panel.member().name] = self._dispatcher
-
     @property
     def panel(self) -> Panel:
         return Panel.from_config(self.config)
@@ -97,7 +93,11 @@ class StageContext:
         built on first use so stages without one load nothing."""
         name = self.panel.member(member).name
         if name not in self._dispatchers:
-            self._dispatchers[name] = self._build_dispatcher(name)
+            handed_in = self._dispatcher is not None and not self._dispatchers  # estimate's
+            if handed_in and name == self.panel.member().name:
+                self._dispatchers[name] = self._dispatcher  # type: ignore[assignment]
+            else:
+                self._dispatchers[name] = self._build_dispatcher(name)
         return self._dispatchers[name]
 
     def dispatchers(self) -> dict[str, Dispatcher]:
