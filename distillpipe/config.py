@@ -50,6 +50,10 @@ class StageOptions(StrictModel):
 
     enabled: bool = Field(True, description="false: the section is kept, the stage not run")
 
+    def beside_config(self, config_path: Path) -> None:
+        """Read the section's relative paths from the config's folder (see
+        :func:`beside_config`); a section that names files overrides this."""
+
 
 class SamplingConfig(StrictModel):
     """Sampling parameters a stage sends with its teacher requests."""
@@ -139,8 +143,11 @@ class GenerateConfig(SamplingConfig):
 
     @model_validator(mode="after")
     def _one_answer_per_turn(self) -> GenerateConfig:
-        if self.conversation is not None and (self.n != 1 or self.until is not None):
-            raise ValueError("conversation mode answers each turn once: n: 1 and no until")
+        one_try = self.n == 1 and self.until is None and isinstance(self.max_tokens, int)
+        if self.conversation is not None and not one_try:
+            raise ValueError(
+                "conversation mode answers each turn once: n: 1, no until and one max_tokens"
+            )
         return self
 
     @field_validator("max_tokens")
@@ -614,13 +621,13 @@ def parse_config(data: dict[str, Any], source: ConfigSource) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         _raise_validation(exc, (), source)
+    config._plugin_sections = plugin_sections
     _check_members_named(config, source)
     _check_teacher_takes(config, source)
     _check_panel_modes(config, source)
     _check_until(config, source)
     _check_raw_prompts(config, source)
     config._secrets = frozenset(secrets)
-    config._plugin_sections = plugin_sections
     return config
 
 
@@ -755,6 +762,9 @@ def teacher_sampling(config: Config) -> Iterator[tuple[Loc, dict[str, str], Samp
             yield where, {"max_tokens": "equality_max_tokens"}, checks.equality_params()
         if checks.answer_check:
             yield where, {"max_tokens": "answer_max_tokens"}, checks.answer_params()
+    for name, section in config._plugin_sections.items():  # a plug-in stage's own sampling
+        if isinstance(section, SamplingConfig):
+            yield (name,), {}, section.sampling_params()
     for index, options in enumerate(config.filter or []):
         params = options.teacher_params()
         if params is not None:
@@ -912,11 +922,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         config.prompts_dir = str(folder)
     for section in (config.magpie, config.generate.conversation):
         if section is not None and section.chat_template is not None:
-            section.chat_template = _beside_config(section.chat_template, path)
+            section.chat_template = beside_config(section.chat_template, path)
+    for options in config._plugin_sections.values():
+        options.beside_config(Path(path))
     return config
 
 
-def _beside_config(value: str, config_path: str | Path) -> str:
+def beside_config(value: str, config_path: str | Path) -> str:
     """A relative path that names a file or folder beside the config becomes that path;
     anything else (a Hugging Face id) stays as written."""
     candidate = Path(value).expanduser()

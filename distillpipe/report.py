@@ -157,7 +157,44 @@ def figures(data: RunData) -> list[dict[str, str]]:
                 "Teacher tokens per stage",
             ),
         )
+    if data.topic_tree is not None and data.topic_tree.roots:
+        subjects = data.topic_tree.roots
+        add(
+            "topic-subjects",
+            "Questions per subject",
+            plots.bars(
+                [s.name for s in subjects],
+                [s.total_questions for s in subjects],
+                "Topic questions per subject (topic_tree.json)",
+                "questions",
+            ),
+        )
+    if data.personas:
+        names = sorted(data.personas, key=lambda n: (-data.personas[n], n))
+        add(
+            "personas",
+            "Questions per persona",
+            plots.bars(names, [data.personas[n] for n in names], "Records per persona", "records"),
+        )
     return out
+
+
+def tree_rows(data: RunData) -> list[dict[str, Any]]:
+    """The topic tree depth first, one row per node with its branch's counts."""
+    if data.topic_tree is None:
+        return []
+    return [
+        {"name": row.path[-1], "path": " > ".join(row.path), "depth": row.depth,
+         "questions": row.questions, "leaves": row.leaves, "dropped": row.dropped}
+        for row in data.topic_tree.branch_counts()
+    ]  # fmt: skip
+
+
+def persona_rows(data: RunData) -> list[dict[str, Any]]:
+    return [
+        {"persona": name, "records": count}
+        for name, count in sorted(data.personas.items(), key=lambda item: (-item[1], item[0]))
+    ]
 
 
 def render(run_dir: Path) -> str:
@@ -174,6 +211,9 @@ def render(run_dir: Path) -> str:
         panel=panel,
         filters=list(data.filters.values()),
         has_evolution=bool(data.depths or data.operators),
+        tree=tree_rows(data),
+        domain=data.topic_tree.domain if data.topic_tree is not None else None,
+        personas=persona_rows(data),
         config_json=orjson.dumps(config, option=orjson.OPT_INDENT_2).decode(),
         review=summarise_run(run_dir, data.manifest, data.stages),
     )

@@ -20,6 +20,7 @@ from distillpipe.exporters.select import chosen_index
 from distillpipe.io import read_jsonl
 from distillpipe.manifest import MANIFEST
 from distillpipe.stages import registered_stages
+from distillpipe.topic_tree import TREE_FILE, TopicTree
 
 EXAMPLES_PER_FILTER = 3
 EXCERPT = 400
@@ -167,6 +168,8 @@ class RunData:
     filters: dict[str, FilterView] = field(default_factory=dict)
     operators: Counter[str] = field(default_factory=Counter)
     depths: Counter[int] = field(default_factory=Counter)
+    personas: Counter[str] = field(default_factory=Counter)  # records tagged origin.persona
+    topic_tree: TopicTree | None = None  # the topics stage's topic_tree.json
     readers: dict[str, Callable[[Any], float | None]] = field(default_factory=dict)
 
     def score_value(self, name: str, score: Any) -> float | None:
@@ -217,6 +220,10 @@ def collect(run_dir: Path) -> RunData:
             data.operators[str(origin["operator"])] += 1
         if isinstance(origin.get("round"), int):
             data.depths[origin["round"]] += 1
+        if isinstance(origin.get("persona"), str):
+            data.personas[origin["persona"]] += 1
+    if (run_dir / TREE_FILE).is_file():
+        data.topic_tree = TopicTree.load(run_dir / TREE_FILE)
     return data
 
 

@@ -245,11 +245,17 @@ def enabled_stages(config: Config) -> list[Stage]:
 
 def remove_abandoned_run_temps(run_dir: Path) -> None:
     """What a killed run left of the files runs write here: each stage's output, its
-    rejected records and its folder (the export), and the manifest. A temporary
+    rejected records, its folder (the export) and the files it writes beside its output
+    (``side_files``: the topic tree), and the manifest. A temporary
     whose writer still runs (a concurrent run) is kept."""
     targets = [run_dir / MANIFEST]
     for stage in registered_stages():
-        names = (f"{stage.name}.jsonl", f"{stage.name}.rejected.jsonl", stage.name)
+        names = (
+            f"{stage.name}.jsonl",
+            f"{stage.name}.rejected.jsonl",
+            stage.name,
+            *getattr(stage, "side_files", ()),
+        )
         targets += [run_dir / name for name in names]
     for target in targets:
         remove_abandoned_temps(target)

@@ -90,8 +90,8 @@ def paid_generate_config(tmp_path: Path, base_url: str, records: int, **teacher:
 
 
 def without_answer_times(path: Path) -> list[dict]:
-    """A JSONL file's rows less when the teacher answered (``responses[].provenance.time``,
-    a conversation turn's ``created``). A rerun replays it from the cache; a run against
+    """A JSONL file's rows less when the teacher answered (``provenance.time`` of every
+    response and conversation turn). A rerun replays it from the cache; a run against
     another cache (a clean run beside a resumed one) asked at other times, and all else
     must be equal."""
     rows = [orjson.loads(line) for line in path.read_bytes().splitlines()]
@@ -100,5 +100,5 @@ def without_answer_times(path: Path) -> list[dict]:
             (response.get("provenance") or {}).pop("time", None)
         conversation = row.get("conversation") or {}
         for turn in [*conversation.get("assistant", []), *conversation.get("users", [])]:
-            turn.pop("created", None)
+            (turn.get("provenance") or {}).pop("time", None)
     return rows

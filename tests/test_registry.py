@@ -183,7 +183,9 @@ def upper_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_the_built_in_stages_chain_in_pipeline_order():
     assert [stage.name for stage in registered_stages()] == [
+        "topics",
         "seed",
+        "personas",
         "magpie",
         "evolve",
         "generate",
@@ -193,7 +195,7 @@ def test_the_built_in_stages_chain_in_pipeline_order():
 
 
 def test_an_unknown_stage_lists_the_known_ones():
-    known = "evolve, export, filter, generate, magpie, seed"
+    known = "evolve, export, filter, generate, magpie, personas, seed, topics"
     with pytest.raises(ConfigError, match=rf"stage 'nope' unknown \(known: {known}\)"):
         stage_named("nope")
 

@@ -21,10 +21,12 @@ from distillpipe.cli.export import export
 from distillpipe.cli.filter import filter
 from distillpipe.cli.generate import generate
 from distillpipe.cli.magpie import magpie
+from distillpipe.cli.personas import personas
 from distillpipe.cli.report import report
 from distillpipe.cli.review import review
 from distillpipe.cli.run import run
 from distillpipe.cli.seed import seed
+from distillpipe.cli.topics import topics
 from distillpipe.errors import DistillpipeError
 from distillpipe.progress import stderr
 
@@ -36,7 +38,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(run)
+app.command()(topics)
 app.command()(seed)
+app.command()(personas)
 app.command()(magpie)
 app.command()(evolve)
 app.command()(generate)

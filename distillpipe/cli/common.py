@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -10,9 +12,11 @@ import typer
 from rich.table import Table
 
 from distillpipe.config import Config, load_config
+from distillpipe.errors import ConfigError
 from distillpipe.panel_stats import add_member_stats
 from distillpipe.progress import Mode, default_mode, message, stderr
-from distillpipe.runner import StageResult
+from distillpipe.runner import StageResult, run_stage, spend_ledger_for
+from distillpipe.stages import stage_named
 from distillpipe.teachers.cost import BudgetGuard
 from distillpipe.teachers.ledger import SpendLedger
 
@@ -24,6 +28,12 @@ SetOption = Annotated[
     typer.Option("--set", help="Override a config key, e.g. --set generate.n=4 (repeatable)."),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")]
+PassThroughOption = Annotated[
+    str | None,
+    typer.Option(
+        "--input", "-i", help="Records to pass through first (JSONL; - for stdin). Default: none."
+    ),
+]
 RejectedOption = Annotated[
     str | None,
     typer.Option(help="Rejected records JSONL. Default: <OUT>.rejected.jsonl (none for -o -)."),
@@ -170,3 +180,40 @@ def warn_if_empty(result: StageResult, input_path: str, output_path: str, mode: 
         source = "stdin" if input_path == "-" else input_path
         target = "stdout" if output_path == "-" else output_path
         message(mode, f"[yellow]{source} holds no records; wrote an empty {target}[/yellow]")
+
+
+def require_section(config: Config, section: str, config_path: Path, needs: str) -> None:
+    """A stage command whose stage has no defaults to run with: its section must be set."""
+    if config.section(section) is None:
+        raise ConfigError(f"{config_path}: {section}: the config has no `{section}:` ({needs})")
+
+
+def run_one_stage(
+    name: str,
+    config: Config,
+    input: str | None,
+    output: str,
+    rejected: str | None,
+    quiet: bool,
+    max_cost: float | None,
+    *,
+    run: Callable[..., StageResult] = run_stage,
+) -> None:
+    """What a stage command does once its config is ready: run the stage from ``input``
+    (none: from nothing) into ``output`` under the run's budget, print the summary and what
+    was spent. ``run`` is an executor's ``run_stage`` where the stage can scale out."""
+    mode = mode_for(quiet)
+    budget = budget_for(config, max_cost, spend_ledger_for(output))
+    result = run(
+        stage_named(name),
+        config,
+        input if input is not None else os.devnull,
+        output,
+        rejected_path=rejected_path_for(output, rejected),
+        progress_mode=mode,
+        budget=budget,
+    )
+    if input is not None:
+        warn_if_empty(result, input, output, mode)
+    summary([(result, False)], mode)
+    spend_summary(budget, mode)

@@ -11,17 +11,10 @@ from distillpipe.cli.common import (
     QuietOption,
     RejectedOption,
     SetOption,
-    budget_for,
     load,
-    mode_for,
-    rejected_path_for,
-    spend_summary,
-    summary,
-    warn_if_empty,
+    run_one_stage,
 )
 from distillpipe.executors import executor_for
-from distillpipe.runner import spend_ledger_for
-from distillpipe.stages import stage_named
 
 
 def generate(
@@ -36,17 +29,13 @@ def generate(
 ) -> None:
     """Ask the teacher for n responses per record (cached, resumable)."""
     resolved = load(config, set, executor)
-    mode = mode_for(quiet)
-    budget = budget_for(resolved, max_cost, spend_ledger_for(output))
-    result = executor_for(resolved).run_stage(
-        stage_named("generate"),
+    run_one_stage(
+        "generate",
         resolved,
         input,
         output,
-        rejected_path=rejected_path_for(output, rejected),  # generate.until's failures
-        progress_mode=mode,
-        budget=budget,
+        rejected,  # generate.until's failures
+        quiet,
+        max_cost,
+        run=executor_for(resolved).run_stage,
     )
-    warn_if_empty(result, input, output, mode)
-    summary([(result, False)], mode)
-    spend_summary(budget, mode)

@@ -2,40 +2,23 @@
 
 from __future__ import annotations
 
-import os
-from typing import Annotated
-
-import typer
-
 from distillpipe.cli.common import (
     ConfigOption,
     MaxCostOption,
     OutputOption,
+    PassThroughOption,
     QuietOption,
     RejectedOption,
     SetOption,
-    budget_for,
     load,
-    mode_for,
-    rejected_path_for,
-    spend_summary,
-    summary,
+    run_one_stage,
 )
 from distillpipe.config import MagpieConfig
-from distillpipe.runner import run_stage, spend_ledger_for
-from distillpipe.stages import stage_named
-
-RecordsOption = Annotated[
-    str | None,
-    typer.Option(
-        "--input", "-i", help="Records to pass through first (JSONL; - for stdin). Default: none."
-    ),
-]
 
 
 def magpie(
     config: ConfigOption,
-    input: RecordsOption = None,
+    input: PassThroughOption = None,
     output: OutputOption = "-",
     rejected: RejectedOption = None,
     set: SetOption = None,
@@ -46,16 +29,4 @@ def magpie(
     resolved = load(config, set)
     if resolved.magpie is None:  # the command runs the stage with its defaults
         resolved.magpie = MagpieConfig()
-    mode = mode_for(quiet)
-    budget = budget_for(resolved, max_cost, spend_ledger_for(output))
-    result = run_stage(
-        stage_named("magpie"),
-        resolved,
-        input if input is not None else os.devnull,
-        output,
-        rejected_path=rejected_path_for(output, rejected),
-        progress_mode=mode,
-        budget=budget,
-    )
-    summary([(result, False)], mode)
-    spend_summary(budget, mode)
+    run_one_stage("magpie", resolved, input, output, rejected, quiet, max_cost)

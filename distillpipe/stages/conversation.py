@@ -17,9 +17,10 @@ nothing and a killed run resumes mid-conversation, asking only the turns it
 had not finished. The records of a batch advance turn by turn together.
 
 A record gains ``messages`` (the whole conversation, the system prompt first when
-there is one) and ``conversation``: ``assistant`` (model, finish_reason and usage of
-each assistant turn), ``users`` (where each user turn came from) and ``ended``
-when a simulated user wrote nothing and the conversation stopped early.
+there is one) and ``conversation``: ``assistant`` (model, finish_reason, usage and
+provenance of each assistant turn), ``users`` (where each user turn came from, with
+its provenance when a teacher wrote it) and ``ended`` when a simulated user wrote
+nothing and the conversation stopped early.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from distillpipe.chat_templates import ChatTemplate, teacher_chat_template
 from distillpipe.config import Config, ConversationConfig
 from distillpipe.dispatch import Dispatcher
 from distillpipe.prompts import Prompts, prompts_for
+from distillpipe.provenance import Provenance, template_hash
 from distillpipe.records import user_prompt
 from distillpipe.stages.base import Record, StageContext
 from distillpipe.teachers.base import Completion, Message, Request
@@ -61,9 +63,12 @@ def cleaned_user_turn(text: str) -> str:
     return _USER_LABEL.sub("", text.strip(), count=1).strip()
 
 
-def response_meta(completion: Completion) -> dict[str, Any]:
+def turn_meta(completion: Completion, request: Request, provenance: Provenance) -> dict[str, Any]:
+    """What a turn keeps of its completion besides the text (the turn's message)."""
     meta = completion.to_cache()
-    del meta["text"]  # the text is the turn's message
+    del meta["text"]
+    meta.pop("created", None)  # the provenance carries it
+    meta["provenance"] = provenance.of(request, 0, completion)
     return meta
 
 
@@ -86,6 +91,12 @@ class Conversation:
         return self.record
 
 
+@dataclass(frozen=True)
+class TurnProvenance:
+    user: Provenance
+    assistant: Provenance
+
+
 class TurnPrompter:
     """The request for each next turn of a conversation, user or assistant."""
 
@@ -99,9 +110,19 @@ class TurnPrompter:
             self.template = teacher_chat_template(
                 config.teacher, section.chat_template, "generate.conversation.chat_template"
             )
-        self.user_template = prompts.template(f"conversation/user.{mode}.jinja")
+        user_name = f"conversation/user.{mode}.jinja"
+        self.user_template = prompts.template(user_name)
+        # the model's own chat template (magpie), or in chat mode the conversation itself,
+        # shapes a request that no template of ours rendered
+        self.user_provenance_template: str | None = None
+        self.assistant_provenance_template: str | None = None
+        if self.template is None:
+            self.user_provenance_template = template_hash(prompts.text(user_name))
         if mode == "completion":
-            self.assistant_template = prompts.template("conversation/assistant.completion.jinja")
+            assistant_name = "conversation/assistant.completion.jinja"
+            self.assistant_template = prompts.template(assistant_name)
+            if self.template is None:
+                self.assistant_provenance_template = template_hash(prompts.text(assistant_name))
 
     def _history(self, talk: Conversation) -> list[Message]:
         system = [{"role": "system", "content": talk.system}] if talk.system else []
@@ -155,6 +176,10 @@ async def converse(
     assert section is not None
     dispatcher = ctx.dispatcher()
     prompter = TurnPrompter(config, dispatcher.teacher.mode, prompts_for(config))
+    provenance = TurnProvenance(
+        user=Provenance(dispatcher, prompter.user_provenance_template),
+        assistant=Provenance(dispatcher, prompter.assistant_provenance_template),
+    )
     batch: list[Conversation] = []
     for record in records:
         messages = [{"role": "user", "content": user_prompt(record)}]
@@ -162,11 +187,11 @@ async def converse(
         talk.users.append({"source": "input"})
         batch.append(talk)
         if len(batch) == config.generate.batch_size:
-            for done in await _advance(batch, section, prompter, dispatcher):
+            for done in await _advance(batch, section, prompter, dispatcher, provenance):
                 yield done
             batch = []
     if batch:
-        for done in await _advance(batch, section, prompter, dispatcher):
+        for done in await _advance(batch, section, prompter, dispatcher, provenance):
             yield done
 
 
@@ -175,6 +200,7 @@ async def _advance(
     section: ConversationConfig,
     prompter: TurnPrompter,
     dispatcher: Dispatcher,
+    provenance: TurnProvenance,
 ) -> list[Record]:
     """Every conversation of ``batch`` to its end, all of them turn by turn together."""
     for turn in range(section.turns):
@@ -182,16 +208,17 @@ async def _advance(
             live = [talk for talk in batch if talk.ended is None]
             asked = [prompter.user(talk, turn) for talk in live]
             answers = await dispatcher.resolve([request for request, _ in asked])
-            for talk, (_, source), (completion,) in zip(live, asked, answers, strict=True):
+            for talk, (request, source), (completion,) in zip(live, asked, answers, strict=True):
                 text = cleaned_user_turn(completion.text)
                 if not text:
                     talk.ended = f"turn {turn + 1}: the user turn was empty"
                     continue
                 talk.messages.append({"role": "user", "content": text})
-                talk.users.append({**source, **response_meta(completion)})
+                talk.users.append({**source, **turn_meta(completion, request, provenance.user)})
         live = [talk for talk in batch if talk.ended is None]
-        answers = await dispatcher.resolve([prompter.assistant(talk, turn) for talk in live])
-        for talk, (completion,) in zip(live, answers, strict=True):
+        requests = [prompter.assistant(talk, turn) for talk in live]
+        answers = await dispatcher.resolve(requests)
+        for talk, request, (completion,) in zip(live, requests, answers, strict=True):
             talk.messages.append({"role": "assistant", "content": completion.text.strip()})
-            talk.assistant.append(response_meta(completion))
+            talk.assistant.append(turn_meta(completion, request, provenance.assistant))
     return [talk.finish() for talk in batch]

@@ -53,6 +53,11 @@ def test_a_three_turn_conversation_on_gemma_is_cached_turn_by_turn_and_exported(
     assistant = record["conversation"]["assistant"]
     assert len(assistant) == 3 and all(a["model"] == "gemma-3-270m-q4_k_m" for a in assistant)
     assert first.stats["teacher"]["teacher_calls"] == 5  # 3 answers, 2 simulated user turns
+    for turn in [*assistant, *users[1:]]:
+        provenance = turn["provenance"]
+        assert provenance["backend"] == "llamacpp" and provenance["time"]
+        assert provenance["params"]["max_tokens"] == 4 and "seed" in provenance["params"]
+    assert users[1]["provenance"]["template"].startswith("sha256:")
 
     again = run_stage(stage, config, tmp_path / "in.jsonl", tmp_path / "second.jsonl")
     assert again.stats["teacher"]["teacher_calls"] == 0
@@ -162,10 +167,11 @@ def test_a_user_label_the_model_echoes_is_dropped():
     assert cleaned_user_turn("Users: are people") == "Users: are people"
 
 
-def test_conversation_mode_answers_each_turn_once(tmp_path: Path):
+@pytest.mark.parametrize("key, value", [("n", 2), ("max_tokens", [4, 8])])
+def test_conversation_mode_answers_each_turn_once(tmp_path: Path, key: str, value: object):
     data = conversation_config(tmp_path)
-    data["generate"]["n"] = 2
-    with pytest.raises(ConfigError, match=r"generate: .*n: 1 and no until"):
+    data["generate"][key] = value
+    with pytest.raises(ConfigError, match=r"generate: .*n: 1, no until and one max_tokens"):
         load_config(write_config(tmp_path / "c.yaml", data))
 
 
