@@ -114,7 +114,7 @@ class GenerateStage:
         panel, those of the member named ``member`` (all members' when None)."""
         if config.generate.conversation is not None:
             return  # each turn depends on the one before: run asks them itself
-        if config.teachers is not None:  # a panel (no until, no conversation)
+        if config.teachers is not None and config.generate.until is None:  # a panel
             by_member = panel_requests(config, RequestBuilder, member)
             for record in records:
                 yield from by_member(record)
@@ -133,7 +133,7 @@ class GenerateStage:
             async for record in converse(records, ctx, system_prompt_for):
                 yield record
             return
-        if ctx.config.teachers is not None:  # a panel: every routed member answers
+        if ctx.config.teachers is not None and ctx.config.generate.until is None:  # a panel
             async for record in generate_with_panel(
                 records, ctx, RequestBuilder, self._keep_finished
             ):
