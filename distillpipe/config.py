@@ -36,6 +36,7 @@ from distillpipe.redaction import is_secret_name, redact, secret_values
 from distillpipe.seeds import SeedSourceConfig
 from distillpipe.structured import JsonStyle, ResponseFormat, load_schema_file, schema_error
 from distillpipe.teachers.base import SamplingParams, TeacherOptions, teacher_class
+from distillpipe.teachers.members import PanelMember, single_member, split_member
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 Loc = tuple[str | int, ...]
@@ -218,6 +219,9 @@ class MagpieConfig(SamplingConfig):
     system_prompt: str | None = Field(None, description="a system message before the user turn")
     keep_truncated: bool = Field(False, description="keep instructions cut by max_tokens")
     batch_size: int = Field(16, ge=1, description="samples asked for at once")
+    teacher: str | None = Field(
+        None, description="the `teachers:` member that asks (default: the first)"
+    )
 
 
 EVOLVE_OPERATORS = (
@@ -254,6 +258,9 @@ class SelfInstructConfig(SamplingConfig):
         None, description="default: prompts/self_instruct/blacklist.txt"
     )
     reject_prefixes: list[str] = Field(default_factory=lambda: ["Write a program"])
+    teacher: str | None = Field(
+        None, description="the `teachers:` member that asks (default: the first)"
+    )
 
 
 class EliminationConfig(StrictModel):
@@ -293,6 +300,9 @@ class EvolveConfig(SamplingConfig):
     )
     batch_size: int = Field(16, ge=1, description="records evolved together, round by round")
     elimination: EliminationConfig = Field(default_factory=EliminationConfig)
+    teacher: str | None = Field(
+        None, description="the `teachers:` member that asks (default: the first)"
+    )
 
     @field_validator("operators")
     @classmethod
@@ -347,8 +357,10 @@ class ExportConfig(StrictModel):
     conversational: bool = Field(
         True, description="prompt-completion and dpo: message lists (True) or plain strings"
     )
-    responses: Literal["chosen", "all"] = Field(
-        "chosen", description="chosen: selection.chosen, else the first sample; all: every sample"
+    responses: Literal["chosen", "all", "best-per-teacher"] = Field(
+        "chosen",
+        description="chosen: selection.chosen, else the first sample; all: every sample; "
+        "best-per-teacher: each panel member's best-scored sample",
     )
     system_prompt: bool = Field(True, description="include the system prompt the teacher saw")
     include_reference: bool = Field(
@@ -451,6 +463,9 @@ class Config(StrictModel):
     )
     cache: CacheConfig = Field(default_factory=CacheConfig)
     teacher: SerializeAsAny[TeacherOptions]
+    teachers: list[PanelMember] | None = Field(
+        None, description="a panel of named teachers (teachers/members.py); `teacher` is the first"
+    )
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     self_instruct: SelfInstructConfig | None = None
     magpie: MagpieConfig | None = None
@@ -477,6 +492,15 @@ class Config(StrictModel):
         ):
             self.generate.batch_size = PROVIDER_BATCH_RECORDS
         return self
+
+    def panel_members(self) -> list[PanelMember]:
+        """The ``teachers:`` panel; a plain ``teacher:`` is a panel of one."""
+        return list(self.teachers) if self.teachers else [single_member(self.teacher)]
+
+    def member(self, name: str | None = None) -> PanelMember:
+        """The member named ``name`` (validated at load); the first when None."""
+        members = self.panel_members()
+        return next((m for m in members if m.name == name), members[0])
 
     @property
     def export_section(self) -> ExportConfig:
@@ -605,18 +629,22 @@ def parse_config(data: dict[str, Any], source: ConfigSource) -> Config:
     secrets: set[str] = set()
     data = interpolate(data, source, secrets)
     secrets |= secret_values(data)
+    members = None
+    if data.get("teachers") is not None:
+        if data.get("teacher") is not None:
+            raise ConfigError(
+                f"{source.where(('teachers',))}: teachers: and teacher: exclude each other; "
+                "a single teacher is a panel of one: list it under teachers:"
+            )
+        members = parse_teachers(data["teachers"], source)
+        data = {**data, "teachers": members, "teacher": members[0].teacher}
     teacher_raw = data.get("teacher") or {"backend": "llamacpp"}
-    if not isinstance(teacher_raw, dict):
+    if isinstance(teacher_raw, TeacherOptions):
+        options = teacher_raw
+    elif not isinstance(teacher_raw, dict):
         raise ConfigError(f"{source.where(('teacher',))}: teacher must be a mapping")
-    teacher_raw.setdefault("backend", "llamacpp")
-    try:
-        options_cls = teacher_class(str(teacher_raw["backend"])).Options
-    except ConfigError as exc:
-        raise ConfigError(f"{source.where(('teacher', 'backend'))}: {exc}") from None
-    try:
-        options = options_cls.model_validate(teacher_raw)
-    except ValidationError as exc:
-        _raise_validation(exc, ("teacher",), source)
+    else:
+        options = _teacher_options(teacher_raw, ("teacher",), source)
     data = {**data, "teacher": options}
     if data.get("filter") is not None:
         data["filter"] = parse_filters(data["filter"], source)
@@ -626,11 +654,100 @@ def parse_config(data: dict[str, Any], source: ConfigSource) -> Config:
     except ValidationError as exc:
         _raise_validation(exc, (), source)
     config._plugin_sections = plugin_sections
+    _check_members_named(config, source)
     _check_teacher_takes(config, source)
+    _check_panel_modes(config, source)
     _check_until(config, source)
     _check_raw_prompts(config, source)
     config._secrets = frozenset(secrets)
     return config
+
+
+def _teacher_options(raw: dict[str, Any], loc: Loc, source: ConfigSource) -> TeacherOptions:
+    """A teacher block validated by its backend's ``Options``."""
+    raw = {"backend": "llamacpp", **raw}
+    try:
+        options_cls = teacher_class(str(raw["backend"])).Options
+    except ConfigError as exc:
+        raise ConfigError(f"{source.where((*loc, 'backend'))}: {exc}") from None
+    try:
+        return options_cls.model_validate(raw)
+    except ValidationError as exc:
+        _raise_validation(exc, loc, source)
+    raise AssertionError("unreachable")
+
+
+def parse_teachers(raw: Any, source: ConfigSource) -> list[PanelMember]:
+    """The ``teachers:`` list: each item a named teacher block (``teachers/members.py``)."""
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{source.where(('teachers',))}: teachers must be a list of teachers")
+    members: list[PanelMember] = []
+    for index, item in enumerate(raw):
+        loc: Loc = ("teachers", index)
+        if not isinstance(item, dict) or not item.get("name"):
+            raise ConfigError(
+                f"{source.where(loc)}: teachers[{index}].name: each teacher needs one"
+            )
+        member_raw, block = split_member(item)
+        options = _teacher_options(block, loc, source)
+        try:
+            member = PanelMember.model_validate({**member_raw, "teacher": options})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = (*loc, *(p for p in first["loc"] if not str(p).startswith("function-")))
+            key = ".".join(str(p) for p in where[2:])
+            raise ConfigError(
+                f"{source.where(where)}: teachers[{index}].{key}: {first['msg']}"
+            ) from None
+        if any(m.name == member.name for m in members):
+            raise ConfigError(
+                f"{source.where((*loc, 'name'))}: teachers[{index}].name: a second teacher "
+                f"named {member.name!r}; names must be unique"
+            )
+        members.append(member)
+    if not any(member.answers for member in members):
+        raise ConfigError(
+            f"{source.where(('teachers',))}: teachers: every member has share: 0; "
+            "at least one must answer"
+        )
+    return members
+
+
+def member_names_used(config: Config) -> Iterator[tuple[Loc, str | None]]:
+    """Where a stage names the panel member that asks for it (None: the first)."""
+    for section in ("self_instruct", "evolve", "magpie"):
+        options = getattr(config, section)
+        if options is not None:
+            yield (section, "teacher"), options.teacher
+    for index, options in enumerate(config.filter or []):
+        if hasattr(options, "teacher"):
+            yield ("filter", index, "teacher"), options.teacher
+
+
+def _check_members_named(config: Config, source: ConfigSource) -> None:
+    """A stage's ``teacher: NAME`` names a ``teachers:`` member."""
+    names = [m.name for m in config.teachers or []]
+    for loc, name in member_names_used(config):
+        if name is None or name in names:
+            continue
+        known = ", ".join(names) if names else "none: the config has a single `teacher:`"
+        raise ConfigError(
+            f"{source.where(loc)}: {_dotted(loc)}: no teacher named {name!r} in teachers: "
+            f"(named: {known})"
+        )
+
+
+def _check_panel_modes(config: Config, source: ConfigSource) -> None:
+    """What a panel of several teachers does not do (yet): one line naming the key."""
+    if not config.teachers or len(config.teachers) < 2:
+        return
+    for key in ("until", "conversation"):
+        if getattr(config.generate, key) is not None:
+            loc: Loc = ("generate", key)
+            raise ConfigError(
+                f"{source.where(loc)}: generate.{key}: not supported with several teachers: "
+                "use one teacher, or drop it"
+            )
 
 
 def parse_plugin_sections(
@@ -688,23 +805,61 @@ def teacher_sampling(config: Config) -> Iterator[tuple[Loc, dict[str, str], Samp
 
 def _check_teacher_takes(config: Config, source: ConfigSource) -> None:
     """What the teacher's model would reject fails here, naming the key, not at the first
-    call (the per-model rules: teachers/model_rules.yaml)."""
-    problem = config.teacher.option_problem()
+    call (the per-model rules: teachers/model_rules.yaml). In a panel each member is
+    checked for what it is sent: generate's sampling (its overrides applied) and the
+    stages that name it."""
+    if config.teachers is None:
+        response_format = config.generate.response_format_value
+        _check_takes(
+            config.teacher, ("teacher",), teacher_sampling(config), source, response_format
+        )
+        return
+    used = dict(member_names_used(config))
+    for index, member in enumerate(config.teachers):
+        wanted = []
+        overridden = member.sampling.model_fields_set
+        for where, names, params in teacher_sampling(config):
+            if where == ("generate",):
+                own = ("teachers", index, "sampling")  # a member's override names its key
+                names = {key: f"{_dotted(own)}.{key}" for key in overridden}
+                wanted.append((where, names, member.sampling.apply(params)))
+                continue
+            # the section that names the member ("evolve", ("filter", 2)) holds ``where``
+            name = next((v for k, v in used.items() if where[: len(k) - 1] == k[:-1]), None)
+            if (name or config.teachers[0].name) == member.name:
+                wanted.append((where, names, params))
+        response_format = config.generate.response_format_value if member.answers else None
+        _check_takes(member.teacher, ("teachers", index), iter(wanted), source, response_format)
+
+
+def _check_takes(
+    options: TeacherOptions,
+    prefix: Loc,
+    sampling: Iterator[tuple[Loc, dict[str, str], SamplingParams]],
+    source: ConfigSource,
+    response_format: ResponseFormat | None,
+) -> None:
+    problem = options.option_problem()
     if problem is not None:
-        loc = ("teacher", problem[0])
+        loc = (*prefix, problem[0])
         raise ConfigError(f"{source.where(loc)}: {_dotted(loc)}: {problem[1]}")
-    response_format = config.generate.response_format_value
     if response_format is not None:
-        problem = config.teacher.schema_problem(response_format)
+        problem = options.schema_problem(response_format)
         if problem is not None:
             loc = ("generate", "response_format")
-            raise ConfigError(
-                f"{source.where(loc)}: {_dotted(loc)}: {problem[1]} (teacher.{problem[0]})"
-            )
-    for where, names, params in teacher_sampling(config):
-        problem = config.teacher.sampling_problem(params)
+            own = _dotted((*prefix, problem[0]))
+            raise ConfigError(f"{source.where(loc)}: {_dotted(loc)}: {problem[1]} ({own})")
+    for where, names, params in sampling:
+        problem = options.sampling_problem(params)
         if problem is not None:
-            loc = (*where, names.get(problem[0], problem[0]))
+            key = names.get(problem[0], problem[0])
+            if key.startswith("teachers."):  # a member's own key: teachers[1].sampling.top_p
+                index, rest = key.split(".", 2)[1:]
+                source_loc: Loc = ("teachers", int(index), *rest.split("."))
+                raise ConfigError(
+                    f"{source.where(source_loc)}: teachers[{index}].{rest}: {problem[1]}"
+                )
+            loc = (*where, key)
             raise ConfigError(f"{source.where(loc)}: {_dotted(loc)}: {problem[1]}")
 
 
@@ -741,7 +896,8 @@ def _check_raw_prompts(config: Config, source: ConfigSource) -> None:
     wanted = [("magpie",)] if config.magpie is not None else []
     if conversation is not None and conversation.user == "magpie":
         wanted.append(("generate", "conversation", "user"))
-    if wanted and config.teacher.mode != "completion":
+    asking = config.member(config.magpie.teacher if config.magpie else None).teacher
+    if wanted and asking.mode != "completion":
         loc: Loc = wanted[0]
         raise ConfigError(
             f"{source.where(loc)}: {_dotted(loc)}: Magpie sends raw prompts; set "

@@ -83,6 +83,8 @@ def call_key(
         "seed": config_seed,
         "sample": sample,
     }
+    if request.teacher is not None:  # a panel member's own samples, even of the same model
+        payload["member"] = request.teacher
     return f"{KEY_VERSION}:{content_hash(payload)}"
 
 

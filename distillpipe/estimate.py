@@ -172,6 +172,11 @@ def plan_run(
     to_stage: str | None = None,
 ) -> Plan:
     """The plan of ``distillpipe run`` with these arguments; nothing is sent or written."""
+    if config.teachers is not None and len(config.teachers) > 1:
+        raise ConfigError(
+            "teachers: estimate plans a single teacher's calls; estimate each member "
+            "alone (a config with its block as `teacher:`)"
+        )
     stages = enabled_stages(config)
     names = [stage.name for stage in stages]
     for flag, value in (("--from", from_stage), ("--to", to_stage)):

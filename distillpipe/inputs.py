@@ -49,11 +49,11 @@ def _seed_settings(config: Config) -> SeedSourceConfig:
     return config.self_instruct.seeds if config.self_instruct else SeedSourceConfig()
 
 
-def config_hash(stage: Stage, config: Config) -> str:
-    """The hash of what else a stage reads: its config sections, the override prompt
-    files (``prompts_dir``) in its prompt folders and the files it names in
-    ``files_read(config)`` (the review decisions); without those, the sections alone."""
-    sections = config.fingerprint(*stage.config_sections)
+def config_hash(stage: Stage, config: Config, exclude: tuple[str, ...] = ()) -> str:
+    """The hash of what else a stage reads: its config sections (less ``exclude``), the
+    override prompt files (``prompts_dir``) in its prompt folders and the files it names
+    in ``files_read(config)`` (the review decisions); without those, the sections alone."""
+    sections = config.fingerprint(*(s for s in stage.config_sections if s not in exclude))
     overrides = prompts_for(config).overrides_hash(stage.prompt_folders)
     files_read = getattr(stage, "files_read", None)
     files = {str(p): _content(p) for p in files_read(config)} if files_read else {}

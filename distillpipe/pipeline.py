@@ -19,7 +19,13 @@ from distillpipe.inputs import input_hash
 from distillpipe.io import file_hash
 from distillpipe.manifest import Manifest
 from distillpipe.progress import Mode
-from distillpipe.runner import StageResult, enabled_stages, remove_abandoned_run_temps, stage_hash
+from distillpipe.runner import (
+    StageResult,
+    enabled_stages,
+    member_hashes,
+    remove_abandoned_run_temps,
+    stage_hash,
+)
 from distillpipe.teachers.base import teacher_identity
 from distillpipe.teachers.cost import BudgetGuard
 
@@ -79,6 +85,11 @@ def run_pipeline(
                     "input": str(current),
                     "input_hash": hashed_input,
                     "config_hash": hashed_config,
+                    **(
+                        {"teacher_hashes": member_hashes(config, stage)}
+                        if config.teachers is not None
+                        else {}
+                    ),
                     "output": output.name,
                     "output_hash": file_hash(output),
                     "started_at": started_at,

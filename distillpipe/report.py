@@ -13,6 +13,7 @@ import orjson
 
 from distillpipe import plots, templates
 from distillpipe.io import atomic_write_bytes
+from distillpipe.report_teachers import panel_rows, win_rate_figure
 from distillpipe.review.agreement import summarise_run
 from distillpipe.run_data import RunData, StageView, collect
 
@@ -199,12 +200,15 @@ def persona_rows(data: RunData) -> list[dict[str, Any]]:
 def render(run_dir: Path) -> str:
     data = collect(run_dir)
     config = data.manifest.get("config") or {}
+    panel = panel_rows(run_dir, data.manifest)
+    wins = win_rate_figure(panel)
     return templates.render(
         "report.html.jinja",
         name=data.manifest.get("name", run_dir.name),
         teacher=config.get("teacher") or {},
         stages=stage_rows(data.stages),
-        figures=figures(data),
+        figures=figures(data) + ([wins] if wins else []),
+        panel=panel,
         filters=list(data.filters.values()),
         has_evolution=bool(data.depths or data.operators),
         tree=tree_rows(data),

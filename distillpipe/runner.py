@@ -25,10 +25,12 @@ from distillpipe.config import Config
 from distillpipe.inputs import config_hash, stage_records
 from distillpipe.io import STDIO, JsonlWriter
 from distillpipe.manifest import MANIFEST
+from distillpipe.panel_stats import member_stats, merged_stats
 from distillpipe.progress import Mode, StageProgress
 from distillpipe.records import content_hash
 from distillpipe.stages import registered_stages
 from distillpipe.stages.base import Record, Stage, StageContext, expected_counts
+from distillpipe.teachers.base import teacher_identity
 from distillpipe.teachers.cost import BudgetGuard
 from distillpipe.temps import remove_abandoned_temps
 
@@ -121,8 +123,11 @@ def run_stage(
     result.records_out = writer.count
     result.seconds = time.perf_counter() - started
     result.stats = dict(ctx.stats)
-    if ctx._dispatcher is not None:
-        result.stats["teacher"] = ctx._dispatcher.stats.as_dict()
+    failures = result.stats.pop("teacher_failures", None)
+    if ctx._dispatchers:
+        result.stats["teacher"] = merged_stats(ctx._dispatchers.values()).as_dict()
+        if config.teachers is not None:  # a panel: each member's own accounting
+            result.stats["teachers"] = member_stats(ctx._dispatchers, failures)
     return result
 
 
@@ -159,10 +164,11 @@ def long_lived_objects_frozen() -> Iterator[None]:
 
 
 def _live(ctx: StageContext) -> str:
-    if ctx._dispatcher is None:
+    if not ctx._dispatchers:
         return ""
-    stats = ctx._dispatcher.stats
-    cost = f", ${stats.cost_usd:,.4f}" if ctx._dispatcher.price is not None else ""
+    stats = merged_stats(ctx._dispatchers.values())
+    priced = any(d.price is not None for d in ctx._dispatchers.values())
+    cost = f", ${stats.cost_usd:,.4f}" if priced else ""
     return f"{stats.completion_tokens:,} tok, {stats.cache_hits:,} cached{cost}"
 
 
@@ -192,7 +198,39 @@ def stage_hash(config: Config, stage: Stage, identity: Callable[[], dict[str, An
     sections = config_hash(stage, config)  # the sections, and the prompt overrides it reads
     if "teacher" not in stage.config_sections:
         return sections
+    if config.teachers is not None:  # a panel: the members it asks, each by its own hash
+        sections = config_hash(stage, config, exclude=("teacher",))
+        return content_hash({"config": sections, "teachers": member_hashes(config, stage)})
     return content_hash({"config": sections, "teacher": identity()})
+
+
+def stage_members(config: Config, stage: Stage) -> list[str]:
+    """The panel members a stage asks: generate all; a stage that names one (its
+    section's ``teacher``, a judge filter's) that one; a stage asking none, none."""
+    if stage.name == "generate":
+        return [member.name for member in config.panel_members() if member.answers]
+    if stage.name == "export":
+        return []
+    if stage.name == "filter":
+        named = [
+            getattr(options, "teacher", None)
+            for options in config.filter or []
+            if getattr(options, "teacher_params", lambda: None)() is not None
+        ]
+        return sorted({config.member(name).name for name in named})
+    section = config.section(stage.section)
+    return [config.member(getattr(section, "teacher", None)).name]
+
+
+def member_hashes(config: Config, stage: Stage) -> dict[str, str]:
+    """Each panel member the stage asks: the hash of its block and its model's identity."""
+    blocks = {block["name"]: block for block in config.public_dump().get("teachers") or []}
+    return {
+        name: content_hash(
+            {"member": blocks[name], "identity": teacher_identity(config.member(name).teacher)}
+        )
+        for name in stage_members(config, stage)
+    }
 
 
 def enabled_stages(config: Config) -> list[Stage]:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from distillpipe.config import Config, load_config
 from distillpipe.errors import ConfigError
+from distillpipe.panel_stats import add_member_stats
 from distillpipe.progress import Mode, default_mode, message, stderr
 from distillpipe.runner import StageResult, run_stage, spend_ledger_for
 from distillpipe.stages import stage_named
@@ -138,6 +139,39 @@ def summary(results: list[tuple[StageResult, bool]], mode: Mode) -> None:
         total_cost = sum(t.get("cost_usd", 0.0) for t in teachers)
         blanks = ("",) * (len(columns) - 3)
         table.add_row("total", *blanks, f"{total_tokens:,}", f"${total_cost:,.4f}", "")
+    stderr.print(table)
+    teacher_summary(results)
+
+
+def teacher_summary(results: list[tuple[StageResult, bool]]) -> None:
+    """A panel's accounting per teacher over the stages that ran, and its win rates."""
+    totals: dict[str, dict] = {}
+    wins: dict[str, dict] = {}
+    for result, _ in results:
+        add_member_stats(totals, result.stats.get("teachers") or {})
+        wins = (result.stats.get("export") or {}).get("teacher_wins") or wins
+    if not totals:
+        return
+    table = Table(title="teachers", title_justify="left")
+    columns = ("teacher", "calls", "cache hits", "sent", "tokens", "cost", "latency",
+               "failures", "chosen")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column == "teacher" else "right")
+    for name, row in totals.items():
+        tokens = row.get("prompt_tokens", 0) + row.get("completion_tokens", 0)
+        latency = row.get("latency_s")
+        won = wins.get(name)
+        table.add_row(
+            name,
+            f"{row.get('calls', 0):,}",
+            f"{row.get('cache_hits', 0):,}",
+            f"{row.get('teacher_calls', 0):,}",
+            f"{tokens:,}",
+            f"${row.get('cost_usd', 0.0):,.4f}",
+            "" if latency is None else f"{latency:.2f}s",
+            f"{row.get('failures', 0):,}",
+            "" if won is None else f"{won['chosen']:,} ({100 * won['win_rate']:.0f}%)",
+        )
     stderr.print(table)
 
 

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -63,6 +63,7 @@ class RayStats:
     actors: int = 0
     seconds: float = 0.0
     cost_usd: float = 0.0
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)  # a panel's, by name
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -168,6 +169,12 @@ class RayExecutor:
         teacher["teacher_calls"] = teacher.get("teacher_calls", 0) + stats.sent
         teacher["cache_hits"] = teacher.get("cache_hits", 0) - stats.sent
         teacher["cost_usd"] = teacher.get("cost_usd", 0.0) + stats.cost_usd
+        for name, sent in stats.members.items():  # and each panel member's the same way
+            row = result.stats.get("teachers", {}).get(name)
+            if row is not None:
+                row["teacher_calls"] += sent["sent"]
+                row["cache_hits"] -= sent["sent"]
+                row["cost_usd"] = round(row["cost_usd"] + sent["cost_usd"], 6)
         result.seconds += stats.seconds
         return result
 
@@ -226,7 +233,29 @@ class RayExecutor:
         progress_mode: Mode,
         budget: BudgetGuard | None = None,
     ) -> RayStats:
-        """Fill the cache with every call of the stage that it does not hold yet."""
+        """Fill the cache with every call of the stage that it does not hold yet. With a
+        panel (``teachers:``) each member in turn, on actors that build that member."""
+        if config.teachers is not None:
+            total = RayStats()
+            for member in (m for m in config.teachers if m.answers):
+                served = config.model_copy(update={"teacher": member.teacher})
+                one = self._answer(stage, served, path, progress_mode, budget, member.name)
+                for name in ("calls", "cached", "sent", "seconds", "cost_usd"):
+                    setattr(total, name, getattr(total, name) + getattr(one, name))
+                total.actors = max(total.actors, one.actors)
+                total.members[member.name] = {"sent": one.sent, "cost_usd": one.cost_usd}
+            return total
+        return self._answer(stage, config, path, progress_mode, budget)
+
+    def _answer(
+        self,
+        stage: Any,
+        config: Config,
+        path: Path,
+        progress_mode: Mode,
+        budget: BudgetGuard | None = None,
+        member: str | None = None,
+    ) -> RayStats:
         stats = RayStats()
         started = time.perf_counter()
         teacher = build_teacher(config)
@@ -243,7 +272,10 @@ class RayExecutor:
 
             planner = Dispatcher(teacher, None, config.seed)
             records = stage_records(stage, path, config)
-            requests = stage.teacher_requests(records, config, teacher.mode)
+            if member is None:
+                requests = stage.teacher_requests(records, config, teacher.mode)
+            else:  # one member's requests; a plug-in stage's answers all members' at once
+                requests = stage.teacher_requests(records, config, teacher.mode, member)
             with ResponseCache(config.cache.path) as cache:
                 missing: dict[str, Call] = {}
                 for chunk in _batched(requests, _PLAN_CHUNK):

@@ -39,6 +39,8 @@ def call_to_row(call: Call) -> dict[str, str]:
     }
     if request.response_format is not None:  # as asked, not as its cache key holds it
         body["response_format"] = request.response_format.value
+    if request.teacher is not None:
+        body["teacher"] = request.teacher
     return {"key": call.key, "call": orjson.dumps(body).decode()}
 
 
@@ -52,6 +54,7 @@ def call_from_row(key: str, text: str) -> Call:
         prompt=body.get("prompt"),
         n=body["n"],
         response_format=ResponseFormat.of(body.get("response_format")),
+        teacher=body.get("teacher"),
     )
     return Call(request, body["sample"], key, body["seed"])
 

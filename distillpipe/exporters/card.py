@@ -9,6 +9,7 @@ import yaml
 
 from distillpipe import templates
 from distillpipe.config import Config
+from distillpipe.panel_stats import run_member_stats, teacher_rows
 from distillpipe.structured import json_text
 
 
@@ -23,6 +24,7 @@ class CardFacts:
     manifest: dict[str, Any] | None = None
     traced_rows: int = 0  # rows from a sample with a reasoning trace
     schemas: list[Any] = field(default_factory=list)  # the response formats answers followed
+    teacher_wins: dict[str, dict[str, Any]] = field(default_factory=dict)  # a panel's
 
 
 def stage_rows(manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -52,6 +54,15 @@ def funnel_rows(manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
 _FUNNEL_KEYS = ("seen", "kept", "rejected")
 
 
+def panel_rows(config: Config, facts: CardFacts) -> list[dict[str, Any]]:
+    """A panel's per-teacher accounting and win rates (none for a single teacher)."""
+    if config.teachers is None:
+        return []
+    members = config.public_dump().get("teachers") or []
+    blocks = [{**m["teacher"], "name": m["name"]} for m in members]
+    return teacher_rows(blocks, run_member_stats(facts.manifest), facts.teacher_wins)
+
+
 def render_card(config: Config, export_format: str, facts: CardFacts) -> str:
     models = facts.teacher_models or [config.teacher.model]
     return templates.render(
@@ -71,6 +82,7 @@ def render_card(config: Config, export_format: str, facts: CardFacts) -> str:
         traced_rows=facts.traced_rows,
         schemas=[json_text(schema, "pretty") for schema in facts.schemas],
         json_style=config.export_section.json_style,
+        panel=panel_rows(config, facts),
         reasoning=config.export_section.reasoning,
         reasoning_tags=config.export_section.reasoning_tags,
         config_yaml=yaml.safe_dump(config.public_dump(), sort_keys=False),

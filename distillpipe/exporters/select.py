@@ -68,6 +68,46 @@ def pick_sft(
     return picked, (None if picked else NO_RESPONSE)
 
 
+def sample_scores(record: dict[str, Any]) -> list[float | None] | None:
+    """The per-sample scores of the filter that made the record's selection (a reward
+    model's or judge's ``rewards``); None when it left none."""
+    by = (record.get("selection") or {}).get("by")
+    score = (record.get("scores") or {}).get(by) if by else None
+    values = score.get("rewards") if isinstance(score, dict) else None
+    if not isinstance(values, list) or len(values) != len(record.get("responses") or []):
+        return None
+    return [v if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values]
+
+
+def best_per_teacher(record: dict[str, Any]) -> list[int]:
+    """Each panel member's best sample (by the selection's scores; without scores the
+    chosen sample for its teacher, else that teacher's first), in panel order."""
+    responses = record.get("responses") or []
+    scores = sample_scores(record)
+    chosen = chosen_index(record) if responses else None
+    groups: dict[Any, list[int]] = {}
+    for index, response in enumerate(responses):
+        groups.setdefault(response.get("teacher"), []).append(index)
+    best = []
+    for indexes in groups.values():
+        if scores is not None and any(scores[i] is not None for i in indexes):
+            rated = [i for i in indexes if scores[i] is not None]
+            best.append(max(rated, key=lambda i: (scores[i], -i)))
+        else:
+            best.append(chosen if chosen in indexes else indexes[0])
+    return best
+
+
+def pick_best_per_teacher(
+    record: dict[str, Any], system: str | None
+) -> tuple[list[Picked], str | None]:
+    """An SFT example from each panel member's best sample."""
+    responses = record.get("responses") or []
+    texts = ((i, _text(responses, i)) for i in best_per_teacher(record))
+    picked = [Picked(i, _example(record, system, text)) for i, text in texts if text]
+    return picked, (None if picked else NO_RESPONSE)
+
+
 def pick_preference(record: dict[str, Any], system: str | None) -> tuple[list[Picked], str | None]:
     """The (chosen, rejected) pair of a record with a real preference signal."""
     responses = record.get("responses") or []

@@ -8,6 +8,11 @@ response becomes ``selection.chosen``, and a sample that answered otherwise
 record when the mean pairwise similarity of its samples reaches ``min``:
 ROUGE-L F (rouge-score) or the cosine of MiniLM embeddings; the most central
 sample is chosen.
+
+With a panel of teachers (``teachers:``), ``across: teachers`` votes over teachers
+instead of samples: each teacher's answer is the majority of its own samples, and
+the record's majority is the answer most teachers (or, with ``weighted: true``, the
+most teacher ``weight``) give; ``agreement`` is the majority's share of the votes.
 """
 
 from __future__ import annotations
@@ -36,9 +41,15 @@ class ConsistencyOptions(ThresholdOptions):
     type: str = "consistency"
     mode: Literal["answers", "similarity"] = "answers"
     min: ThresholdSpec = Field(0.5, description="agreement (answers) or mean similarity")
-    min_votes: int = Field(2, ge=1, description="answers: samples the majority needs")
+    min_votes: int = Field(
+        2, ge=1, description="answers: samples (across teachers: teachers) the majority needs"
+    )
     similarity: Literal["rouge-l", "embedding"] = "rouge-l"
     embedding_model: str | None = Field(None, description="default: the packaged MiniLM")
+    across: Literal["samples", "teachers"] = Field(
+        "samples", description="answers: vote over samples, or over a panel's teachers"
+    )
+    weighted: bool = Field(False, description="across teachers: votes count teachers' weight")
 
     def optional_modules(self) -> dict[str, str]:
         if self.mode == "similarity" and self.similarity == "embedding":
@@ -59,6 +70,8 @@ class ConsistencyFilter(ThresholdFilter):
 
     def score(self, records: Sequence[Record]) -> list[Any]:
         texts = [[r.get("text") or "" for r in record.get("responses") or []] for record in records]
+        if self.options.mode == "answers" and self.options.across == "teachers":
+            return [self._teacher_vote(record.get("responses") or []) for record in records]
         if self.options.mode == "answers":
             return [self._vote(samples) for samples in texts]
         return [self._agreement(samples) for samples in texts]
@@ -77,6 +90,41 @@ class ConsistencyFilter(ThresholdFilter):
             "votes": votes,
             "agreement": round(votes / len(samples), 6),
         }
+
+    def _teacher_vote(self, responses: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The majority over teachers: each teacher votes its own samples' majority."""
+        answers = [extract_answer(r.get("text") or "") for r in responses]
+        by_teacher: dict[str, Counter[str]] = {}
+        for response, answer in zip(responses, answers, strict=True):
+            counts = by_teacher.setdefault(str(response.get("teacher")), Counter())
+            if answer is not None:
+                counts[answer] += 1
+        if len(by_teacher) < 2:
+            return None
+        weights = self._weights() if self.options.weighted else {}
+        votes: Counter[str] = Counter()
+        teacher_answers = {}
+        for teacher, counts in by_teacher.items():
+            answer = counts.most_common(1)[0][0] if counts else None
+            teacher_answers[teacher] = answer
+            if answer is not None:
+                votes[answer] += weights.get(teacher, 1.0)
+        total = sum(weights.get(teacher, 1.0) for teacher in by_teacher)
+        if not votes:
+            return {"answers": answers, "teachers": teacher_answers, "majority": None,
+                    "votes": 0, "agreement": 0.0}  # fmt: skip
+        majority, weight = votes.most_common(1)[0]
+        return {
+            "answers": answers,
+            "teachers": teacher_answers,
+            "majority": majority,
+            "votes": sum(1 for a in teacher_answers.values() if a == majority),
+            "agreement": round(weight / total, 6),
+        }
+
+    def _weights(self) -> dict[str, float]:
+        members = getattr(self.config, "teachers", None) or []
+        return {member.name: member.weight for member in members}
 
     def _agreement(self, samples: list[str]) -> dict[str, Any] | None:
         if len(samples) < 2:
@@ -117,6 +165,8 @@ class ConsistencyFilter(ThresholdFilter):
     def decide(self, record: Record, score: Any) -> Verdict:
         if score is None:
             count = len(record.get("responses") or [])
+            if self.options.across == "teachers":
+                return Verdict.rejected("agreement across teachers needs samples of 2 teachers")
             return Verdict.rejected(f"self-consistency needs at least 2 samples, got {count}")
         reason = self.check(score[self.metric])
         if self.options.mode == "answers":

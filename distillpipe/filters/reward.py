@@ -46,6 +46,9 @@ class RewardOptions(ThresholdOptions):
     template: str = Field("judge", description="judge: prompts/filters/<template>.*.jinja")
     max_tokens: int = Field(256, ge=1, description="judge: tokens for the rationale and rating")
     on_unparseable: Literal["reject", "keep"] = "reject"
+    teacher: str | None = Field(
+        None, description="judge: the `teachers:` member that judges (default: the first)"
+    )
     batch_size: int = Field(16, ge=1)
 
     def optional_modules(self) -> dict[str, str]:

@@ -31,8 +31,16 @@ from distillpipe.config import Config
 from distillpipe.dispatch import Dispatcher
 from distillpipe.io import JsonlWriter
 from distillpipe.progress import Mode, message
-from distillpipe.teachers.base import Budget, Teacher, TeacherContext, report_nothing, teacher_class
-from distillpipe.teachers.cost import BudgetGuard, Price, is_batch, price_for_teacher
+from distillpipe.teachers.base import (
+    Budget,
+    Teacher,
+    TeacherContext,
+    TeacherOptions,
+    report_nothing,
+    teacher_class,
+)
+from distillpipe.teachers.cost import BudgetGuard, Price, TeacherBudget, is_batch, price_for_teacher
+from distillpipe.teachers.panel import Panel
 
 Record = dict[str, Any]
 
@@ -43,11 +51,14 @@ def build_teacher(
     budget: Budget | None = None,
     state_dir: Path | None = None,
     report: Callable[[str], None] = report_nothing,
+    options: TeacherOptions | None = None,
 ) -> Teacher:
-    """The config's teacher, handed everything it needs; its logs go to the run directory."""
+    """The config's teacher (or the panel member's ``options``), handed everything it
+    needs; its logs go to the run directory."""
     log_dir = Path(config.run_dir) / config.name
     context = TeacherContext(budget=budget, state_dir=state_dir, report=report, log_dir=log_dir)
-    return teacher_class(config.teacher.backend)(config.teacher, context)
+    options = options or config.teacher
+    return teacher_class(options.backend)(options, context)
 
 
 def price_overrides(config: Config) -> dict[str, Price]:
@@ -64,37 +75,81 @@ class StageContext:
     stats: dict[str, Any] = field(default_factory=dict)
     _teacher: Teacher | None = None
     _cache: ResponseCache | None = None
-    _dispatcher: Dispatcher | None = None
+    _dispatcher: Dispatcher | None = None  # the first one built
+    _dispatchers: dict[str, Dispatcher] = field(default_factory=dict)  # by panel member
+    member_budgets: dict[str, TeacherBudget] = field(default_factory=dict)
     on_call_done: Callable[[bool], None] | None = None  # given whether the cache answered
     budget: BudgetGuard | None = None
     state_dir: Path | None = None
     stage: str = ""  # the stage's name, under which the budget's ledger records its spending
+    _teachers: list[Teacher] = field(default_factory=list)
 
-    def dispatcher(self) -> Dispatcher:
-        """The cached teacher; built on first use so stages without one load nothing."""
+    @property
+    def panel(self) -> Panel:
+        return Panel.from_config(self.config)
+
+    def dispatcher(self, member: str | None = None) -> Dispatcher:
+        """The cached teacher (the panel member named ``member``, default the first);
+        built on first use so stages without one load nothing."""
+        name = self.panel.member(member).name
+        if name not in self._dispatchers:
+            handed_in = self._dispatcher is not None and not self._dispatchers  # estimate's
+            if handed_in and name == self.panel.member().name:
+                self._dispatchers[name] = self._dispatcher  # type: ignore[assignment]
+            else:
+                self._dispatchers[name] = self._build_dispatcher(name)
+        return self._dispatchers[name]
+
+    def dispatchers(self) -> dict[str, Dispatcher]:
+        """Every panel member's dispatcher, by name, in panel order."""
+        return {name: self.dispatcher(name) for name in self.panel.names}
+
+    def _build_dispatcher(self, name: str) -> Dispatcher:
+        member = self.panel.member(name)
+        teacher_options = None if self.config.teachers is None else member.teacher
+        budget: Budget | None = self.budget
+        if self.config.teachers is not None:  # each member prices its own calls
+            budget = _LateBudget()
+        teacher = build_teacher(
+            self.config,
+            budget=budget,
+            state_dir=self.state_dir if self.config.teachers is None else self._member_state(name),
+            report=lambda text: message(self.progress_mode, text),
+            options=teacher_options,
+        )
+        if self._cache is None and self.config.cache.enabled:
+            self._cache = ResponseCache(self.config.cache.path)
+        dispatcher = Dispatcher(teacher, self._cache, self.config.seed)
         if self._dispatcher is None:
-            self._teacher = build_teacher(
-                self.config,
-                budget=self.budget,
-                state_dir=self.state_dir,
-                report=lambda text: message(self.progress_mode, text),
+            self._teacher, self._dispatcher = teacher, dispatcher
+        self._teachers.append(teacher)
+        if isinstance(budget, _LateBudget):
+            price = price_for_teacher(teacher, price_overrides(self.config))
+            self._attach_price(teacher, dispatcher, price)
+            budget.inner = self.member_budgets[name] = TeacherBudget(
+                name, member.max_cost, self.budget, teacher, price, self.stage
             )
-            if self.config.cache.enabled:
-                self._cache = ResponseCache(self.config.cache.path)
-            self._dispatcher = Dispatcher(self._teacher, self._cache, self.config.seed)
-            self._attach_cost(self._teacher, self._dispatcher)
-            if self.on_call_done is not None:
-                tick = self.on_call_done
-                self._dispatcher.on_call_done = lambda completion, cached: tick(cached)
-        return self._dispatcher
+        else:
+            self._attach_cost(teacher, dispatcher)
+        if self.on_call_done is not None:
+            tick = self.on_call_done
+            dispatcher.on_call_done = lambda completion, cached: tick(cached)
+        return dispatcher
 
-    def _attach_cost(self, teacher: Teacher, dispatcher: Dispatcher) -> None:
-        price = price_for_teacher(teacher, price_overrides(self.config))
+    def _member_state(self, name: str) -> Path | None:
+        """A member's own batch journal folder: its provider batches are its own."""
+        return None if self.state_dir is None else self.state_dir / name
+
+    def _attach_price(self, teacher: Teacher, dispatcher: Dispatcher, price: Price | None) -> None:
         if price is not None:
             batch = is_batch(teacher)
             dispatcher.price = lambda c: price.cost(
                 c.prompt_tokens, c.completion_tokens, batch=batch
             )
+
+    def _attach_cost(self, teacher: Teacher, dispatcher: Dispatcher) -> None:
+        price = price_for_teacher(teacher, price_overrides(self.config))
+        self._attach_price(teacher, dispatcher, price)
         if self.budget is not None:
             self.budget.attach(teacher, price, self.stage)
 
@@ -108,10 +163,25 @@ class StageContext:
         counts[filter] = counts.get(filter, 0) + 1
 
     async def aclose(self) -> None:
-        if self._teacher is not None:
-            await self._teacher.aclose()
+        for teacher in self._teachers:
+            await teacher.aclose()
+        self._teachers.clear()
         if self._cache is not None:
             self._cache.close()
+
+
+class _LateBudget:
+    """A panel member's budget, handed to its teacher before the member's price is known
+    (the price is the built teacher's): a ``TeacherBudget`` once set."""
+
+    inner: TeacherBudget | None = None
+
+    def reserve(self, call, payload_bytes: int = 0) -> float:
+        return self.inner.reserve(call, payload_bytes) if self.inner is not None else 0.0
+
+    def settle(self, reserved: float, completion) -> None:
+        if self.inner is not None:
+            self.inner.settle(reserved, completion)
 
 
 def expected_counts(

@@ -183,7 +183,7 @@ class EvolveStage:
 
     async def run(self, records: Iterator[Record], ctx: StageContext) -> AsyncIterator[Record]:
         section = _section(ctx.config)
-        dispatcher = ctx.dispatcher()
+        dispatcher = ctx.dispatcher(section.teacher)
         prompter = EvolvePrompter(section, dispatcher.teacher.mode, prompts_for(ctx.config))
         elimination = Elimination(section.elimination, prompter)
         stats = {

@@ -34,10 +34,16 @@ from distillpipe.exporters.formats import exporter_named
 from distillpipe.exporters.logprobs import sidecar_row
 from distillpipe.exporters.multi_turn import NO_ANSWER, conversation_messages, no_row
 from distillpipe.exporters.reasoning import has_trace, with_reasoning
-from distillpipe.exporters.select import pick_preference, pick_sft, with_reference
+from distillpipe.exporters.select import (
+    pick_best_per_teacher,
+    pick_preference,
+    pick_sft,
+    with_reference,
+)
 from distillpipe.exporters.structured import NO_PARSED, schemas_of, with_json_text
 from distillpipe.io import atomic_write_bytes, write_jsonl
 from distillpipe.manifest import MANIFEST
+from distillpipe.panel_stats import WinCounter
 from distillpipe.stages.base import Record, StageContext
 from distillpipe.stages.generate import system_prompt_for
 from distillpipe.temps import create_temp_dir
@@ -57,6 +63,7 @@ class Exported:
     reference_rows: int = 0
     traced_rows: int = 0  # rows from a sample with a reasoning trace
     schemas: list[Any] = field(default_factory=list)  # records' own schemas, in order
+    wins: WinCounter = field(default_factory=WinCounter)  # a panel's chosen samples by teacher
 
     def rows(self) -> Iterator[dict[str, Any]]:
         for rows in self.splits.values():
@@ -74,6 +81,8 @@ class Exported:
         if self.traced_rows:
             stats["traced_rows"] = self.traced_rows
             stats["reasoning"] = section.reasoning
+        if self.wins.answered:
+            stats["teacher_wins"] = self.wins.as_dict()
         return stats
 
 
@@ -119,15 +128,18 @@ def build_export(records: Iterable[Record], config: Config) -> Exported:
             kept.append(_Kept(key, position, [row], sidecars))
             continue
         system = system_prompt_for(record, config) if section.system_prompt else None
+        result.wins.add(record)
         if exporter.pairs:
             picked, reason = pick_preference(record, system)
+        elif section.responses == "best-per-teacher":
+            picked, reason = pick_best_per_teacher(record, system)
         else:
             picked, reason = pick_sft(record, system, section.responses == "all")
-            if section.include_reference:
-                picked, reason = with_reference(
-                    record, system, (picked, reason), section.reference_fields, section.reference_as
-                )
-                result.reference_rows += sum(p.sample is None for p in picked)
+        if not exporter.pairs and section.include_reference:
+            picked, reason = with_reference(
+                record, system, (picked, reason), section.reference_fields, section.reference_as
+            )
+            result.reference_rows += sum(p.sample is None for p in picked)
         if reason is not None:
             result.skipped[reason] += 1
             continue
@@ -216,6 +228,7 @@ def _write_files(
             manifest=manifest,
             traced_rows=exported.traced_rows,
             schemas=schemas_of(exported.schemas, config.generate.response_format),
+            teacher_wins=exported.wins.as_dict(),
         )
         rendered = card.render_card(config, section.format, facts)
         atomic_write_bytes(directory / "README.md", rendered.encode())

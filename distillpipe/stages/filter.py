@@ -111,7 +111,7 @@ class FilterStage:
         filters = [build_filter(options, ctx.config) for options in ctx.config.filter or []]
         for filter in filters:
             if filter.uses_teacher:
-                filter.attach_dispatcher(ctx.dispatcher())
+                filter.attach_dispatcher(ctx.dispatcher(getattr(filter.options, "teacher", None)))
         stats = {f.name: FilterStats(f.name, ctx.config.seed) for f in filters}
         overrulers = [f for f in filters if f.can_overrule]
         # Batches, not records, flow from filter to filter: a per-record hop through

@@ -16,6 +16,7 @@ for JSON answers (``structured.py``).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import replace
 from typing import ClassVar
@@ -27,6 +28,7 @@ from distillpipe.provenance import Provenance, template_hash
 from distillpipe.rejection import RejectionSampler
 from distillpipe.stages.base import Record, StageContext
 from distillpipe.stages.conversation import converse
+from distillpipe.stages.generate_panel import generate_with_panel, panel_requests
 from distillpipe.structured import record_format
 from distillpipe.teachers.base import Completion, Request
 
@@ -111,15 +113,28 @@ class GenerateStage:
             return records * min(until.step, until.max_samples)
         if conversation is not None:  # every assistant turn, and every user turn but the first
             return records * (2 * conversation.turns - 1)
+        if config.teachers is not None:  # each member's n, on its share of the records
+            return sum(
+                math.ceil(records * (1.0 if m.share is None else m.share))
+                * (m.n or config.generate.n)
+                for m in config.teachers
+                if m.answers
+            )
         return records * config.generate.n
 
     def teacher_requests(
-        self, records: Iterable[Record], config: Config, mode: str
+        self, records: Iterable[Record], config: Config, mode: str, member: str | None = None
     ) -> Iterator[Request]:
         """The requests ``run`` sends for these records, for an executor that answers
-        them elsewhere first (Ray) and lets ``run`` replay them from the cache."""
+        them elsewhere first (Ray) and lets ``run`` replay them from the cache; with a
+        panel, those of the member named ``member`` (all members' when None)."""
         if config.generate.conversation is not None:
             return  # each turn depends on the one before: run asks them itself
+        if config.teachers is not None and config.generate.until is None:  # a panel
+            by_member = panel_requests(config, RequestBuilder, member)
+            for record in records:
+                yield from by_member(record)
+            return
         build_request = RequestBuilder(config, mode)
         until = config.generate.until
         for record in records:
@@ -132,6 +147,12 @@ class GenerateStage:
     async def run(self, records: Iterator[Record], ctx: StageContext) -> AsyncIterator[Record]:
         if ctx.config.generate.conversation is not None:
             async for record in converse(records, ctx, system_prompt_for):
+                yield record
+            return
+        if ctx.config.teachers is not None and ctx.config.generate.until is None:  # a panel
+            async for record in generate_with_panel(
+                records, ctx, RequestBuilder, self._keep_finished
+            ):
                 yield record
             return
         dispatcher = ctx.dispatcher()

@@ -65,14 +65,14 @@ class MagpieStage:
         ctx.stats["magpie"] = counts
         if section.count == 0:
             return
-        dispatcher = ctx.dispatcher()
+        dispatcher = ctx.dispatcher(section.teacher)
         if dispatcher.teacher.mode != "completion":
             raise ConfigError(
                 "magpie: sends raw prompts; set teacher.mode: completion "
                 "(llamacpp, vllm or a completions endpoint)"
             )
         template = teacher_chat_template(
-            ctx.config.teacher, section.chat_template, "magpie.chat_template"
+            dispatcher.teacher.options, section.chat_template, "magpie.chat_template"
         )
         system = [{"role": "system", "content": section.system_prompt}]
         prompt = template.pre_query(system if section.system_prompt else ())

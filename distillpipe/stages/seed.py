@@ -164,7 +164,7 @@ class SeedStage:
         machine: list[Record] = []
         rounds = requests = 0
         if section.target and seeds:
-            dispatcher = ctx.dispatcher()
+            dispatcher = ctx.dispatcher(section.teacher)
             prompter = TaskListPrompter(section, dispatcher.teacher.mode, prompts_for(ctx.config))
             leading_item = dispatcher.teacher.mode == "completion"
             while len(machine) < section.target and rounds < section.max_rounds:

@@ -66,6 +66,8 @@ class Request:
     first_sample: int = 0  # samples first_sample .. first_sample+n-1 (rejection sampling rounds)
     response_format: ResponseFormat | None = None
     """JSON (any object) or a JSON Schema the answer must follow (``structured.py``)."""
+    teacher: str | None = None
+    """The panel member asked (``teachers:``): in the cache key; None for a plain ``teacher:``."""
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):

@@ -141,7 +141,12 @@ class BudgetGuard:
     def reserve(self, call: Call, payload_bytes: int = 0) -> float:
         if self.limit is None:
             return 0.0
-        worst = self.worst_case(call)
+        return self.reserve_usd(self.worst_case(call), call.request.id)
+
+    def reserve_usd(self, worst: float, request_id: str) -> float:
+        """Hold ``worst`` USD back for a call; raises when it would cross the limit."""
+        if self.limit is None:
+            return 0.0
         if self.stopped or self.spent_before + self.spent + self.reserved + worst > self.limit:
             self.stopped = True
             earlier = (
@@ -150,7 +155,7 @@ class BudgetGuard:
             raise BudgetExceededError(
                 f"--max-cost {self.limit:g} USD reached (spent "
                 f"{self.spent_before + self.spent:.4f} USD{earlier}; the next request, "
-                f"{call.request.id}, could cost up to {worst:.4f}); rerun with a higher "
+                f"{request_id}, could cost up to {worst:.4f}); rerun with a higher "
                 "--max-cost to resume from the cache"
             )
         self.reserved += worst
@@ -163,11 +168,15 @@ class BudgetGuard:
         usd = self.price.cost(
             completion.prompt_tokens, completion.completion_tokens, batch=self.batch
         )
+        self.record_spend(usd, self.stage)
+
+    def record_spend(self, usd: float, stage: str) -> None:
+        """What a call cost, counted and appended to the ledger at once."""
         if usd:
             self.spent += usd
-            self.now[self.stage] = self.now.get(self.stage, 0.0) + usd
+            self.now[stage] = self.now.get(stage, 0.0) + usd
             if self.ledger is not None:
-                self.ledger.record(self.stage, usd)
+                self.ledger.record(stage, usd)
 
     def left(self) -> float | None:
         """USD of the limit not yet spent (None without a limit)."""
@@ -195,3 +204,72 @@ class BudgetGuard:
     def close(self) -> None:
         if self.ledger is not None:
             self.ledger.close()
+
+
+class TeacherBudget:
+    """A panel member's budget (``teachers[].max_cost``) inside the run's guard: each call
+    is priced at the member's own price and must fit both its member's limit and the
+    run's. It speaks the ``Budget`` protocol the teachers call; it counts this
+    invocation's spending (the run's ledger keeps what earlier invocations spent)."""
+
+    def __init__(
+        self,
+        member: str,
+        limit: float | None,
+        guard: BudgetGuard | None,
+        teacher: Any,
+        price: Price | None,
+        stage: str = "",
+    ) -> None:
+        if price is None and (limit is not None or (guard is not None and guard.limit)):
+            raise ConfigError(
+                f"cost.prices: no price known for model {teacher.model!r} (teacher {member}); "
+                f"a cost limit needs one: add cost.prices.{teacher.model}: "
+                "{input: USD/1M, output: USD/1M}"
+            )
+        self.member, self.limit, self.guard, self.price = member, limit, guard, price
+        self.batch, self.model, self.backend = is_batch(teacher), teacher.model, teacher.name
+        self.stage = stage
+        self.spent = self.reserved = 0.0
+        self.stopped = False
+
+    def _guarded(self) -> bool:
+        return self.guard is not None and self.guard.limit is not None
+
+    def worst_case(self, call: Call) -> float:
+        if self.price is None or self.price == FREE:
+            return 0.0
+        tokens = prompt_tokens(call.request, self.model, self.backend)
+        return self.price.cost(tokens, call.request.params.max_tokens, batch=self.batch)
+
+    def reserve(self, call: Call, payload_bytes: int = 0) -> float:
+        if self.limit is None and not self._guarded():
+            return 0.0
+        worst = self.worst_case(call)
+        if self.limit is not None and (
+            self.stopped or self.spent + self.reserved + worst > self.limit
+        ):
+            self.stopped = True
+            raise BudgetExceededError(
+                f"teachers: {self.member}: max_cost {self.limit:g} USD reached (spent "
+                f"{self.spent:.4f} USD; the next request, {call.request.id}, could cost up "
+                f"to {worst:.4f}); raise its max_cost to resume from the cache"
+            )
+        if self.guard is not None:
+            self.guard.reserve_usd(worst, call.request.id)
+        self.reserved += worst
+        return worst
+
+    def settle(self, reserved: float, completion: Completion | None) -> None:
+        self.reserved -= reserved
+        if self._guarded():
+            assert self.guard is not None
+            self.guard.reserved -= reserved
+        if completion is None or self.price is None:
+            return
+        usd = self.price.cost(
+            completion.prompt_tokens, completion.completion_tokens, batch=self.batch
+        )
+        self.spent += usd
+        if self.guard is not None:
+            self.guard.record_spend(usd, self.stage)

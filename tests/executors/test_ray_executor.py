@@ -113,6 +113,7 @@ def test_a_call_crosses_to_an_actor_and_back_unchanged():
         Request(id="r1", params=params, prompt="Say hi.", n=3),
         Request(id="r2", params=params, messages=({"role": "user", "content": "Hi"},)),
         Request(id="r3", params=params, prompt="JSON:", response_format=ResponseFormat.of("json")),
+        Request(id="r5", params=params, prompt="Say hi.", teacher="strong"),
         Request(
             id="r4",
             params=params,
@@ -340,3 +341,45 @@ def test_the_driver_holds_one_budget_across_the_actors_and_a_rerun_spends_only_t
     assert cost == pytest.approx(done.spent)
     assert result.stats["executor"]["cost_usd"] == pytest.approx(cost, abs=1e-6)
     assert SpendLedger(ledger).total_before() == pytest.approx(all_paid)
+
+
+def test_a_panel_on_ray_asks_each_member_on_its_own_actors_and_equals_the_local_run(
+    tmp_path: Path, ray_address: str, fault_server: FaultServer
+) -> None:
+    source = tmp_path / "in.jsonl"
+    write_jsonl(source, prompts(3, "florist"))
+    teachers = [
+        {"name": "cold", "backend": "llamacpp", "mode": "completion", "n_ctx": 512,
+         "sampling": {"temperature": 0.2}},
+        {"name": "paid", "backend": "openai", "model": "gpt-4o-mini", "n": 2,
+         "base_url": f"{fault_server.url}/v1", "retry_backoff": 0.02},
+    ]  # fmt: skip
+    runs = {}
+    for executor in ("local", "ray"):
+        data = {
+            "name": "panel",
+            "seed": 7,
+            "teachers": teachers,
+            "generate": {"n": 1, "max_tokens": 6},
+            "cache": {"path": str(tmp_path / f"{executor}-cache.sqlite")},
+            "executor": {"type": executor, "actors": 2, "batch_size": 2},
+            "cost": {"prices": {"gpt-4o-mini": {"input": 1.0, "output": 1.0}}},
+        }
+        config = load_config(write_config(tmp_path / f"{executor}.yaml", data))
+        results = run_pipeline(config, tmp_path / executor, source)
+        runs[executor] = {result.name: result for result, _ in results}
+    assert by_id(tmp_path / "ray" / "generate.jsonl") == by_id(
+        tmp_path / "local" / "generate.jsonl"
+    )
+    for record in by_id(tmp_path / "ray" / "generate.jsonl").values():
+        assert [r["teacher"] for r in record["responses"]] == ["cold", "paid", "paid"]
+    stats = runs["ray"]["generate"].stats
+    assert (stats["executor"]["calls"], stats["executor"]["sent"]) == (9, 9)
+    assert {name: row["sent"] for name, row in stats["executor"]["members"].items()} == {
+        "cold": 3, "paid": 6
+    }  # fmt: skip
+    members = stats["teachers"]
+    assert (members["cold"]["teacher_calls"], members["cold"]["cache_hits"]) == (3, 0)
+    assert (members["paid"]["teacher_calls"], members["paid"]["cache_hits"]) == (6, 0)
+    assert members["paid"]["cost_usd"] > 0
+    assert len(fault_server.received) == 2 * 6  # each executor asked the paid member once a call

@@ -106,3 +106,60 @@ def test_free_form_similarity_with_minilm_embeddings() -> None:
     disagree = sampled("Bananas are yellow.", "Quantum computers use qubits.")
     assert decide(options, agree).keep
     assert not decide(options, disagree).keep
+
+
+def by_teachers(*samples: tuple[str, str]) -> dict:
+    record = new_record("What is 48 + 24?")
+    record["responses"] = [
+        {"text": text, "sample": i, "teacher": teacher} for i, (teacher, text) in enumerate(samples)
+    ]
+    return record
+
+
+def test_across_teachers_each_teacher_votes_its_own_majority_once() -> None:
+    # "many" gives three samples answering 70; two teachers answer 72 once each
+    record = by_teachers(
+        ("many", "It is 70."), ("many", "70"), ("many", "I get 70"),
+        ("a", "The answer is 72."), ("b", "so \\boxed{72}"),
+    )  # fmt: skip
+    assert decide({}, record).score["majority"] == "70"  # over samples: 3 of 5
+    verdict = decide({"across": "teachers"}, record)
+    assert verdict.keep
+    assert verdict.score["teachers"] == {"many": "70", "a": "72", "b": "72"}
+    assert (verdict.score["majority"], verdict.score["votes"]) == ("72", 2)
+    assert verdict.score["agreement"] == pytest.approx(2 / 3, abs=1e-6)
+    assert verdict.selection == {"chosen": 3, "rejected": 0, "by": "consistency"}
+
+
+def test_across_teachers_weighted_by_the_panels_weights(tmp_path) -> None:
+    from support import write_config
+
+    from distillpipe.config import load_config
+
+    member = {"backend": "llamacpp", "mode": "completion"}
+    config = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            {
+                "teachers": [
+                    {"name": "many", "weight": 3.0, **member},
+                    {"name": "a", **member},
+                    {"name": "b", **member},
+                ],
+                "filter": [
+                    {"type": "consistency", "across": "teachers", "weighted": True, "min_votes": 1}
+                ],
+            },
+        )
+    )
+    consistency = build_filter(config.filter[0], config)
+    record = by_teachers(("many", "70"), ("a", "72"), ("b", "72"))
+    verdict = consistency.decide(record, consistency.score([record])[0])
+    assert verdict.score["majority"] == "70"
+    assert verdict.score["agreement"] == pytest.approx(3 / 5)
+    assert verdict.selection["chosen"] == 0
+
+
+def test_across_teachers_needs_two_teachers() -> None:
+    verdict = decide({"across": "teachers"}, by_teachers(("a", "72"), ("a", "72")))
+    assert not verdict.keep and "needs samples of 2 teachers" in verdict.reason

@@ -160,3 +160,17 @@ def test_until_must_name_a_filter_that_judges_samples(fault_server: FaultServer,
     assert "generate.n: not used with generate.until" in error(data)
     data = config_data(fault_server, k=9)
     assert "k (9) exceeds max_samples (8)" in error(data)
+
+
+def test_a_one_member_panel_samples_until_as_a_single_teacher_does(
+    fault_server: FaultServer, tmp_path: Path
+):
+    fault_server.answer = scripted
+    data = config_data(fault_server)
+    data["teachers"] = [{"name": "only", **data.pop("teacher")}]
+    write_jsonl(tmp_path / "in.jsonl", PROMPTS)
+    config = parse_config(data, ConfigSource("t.yaml", None))
+    run_stage(stage_named("generate"), config, tmp_path / "in.jsonl", tmp_path / "o.jsonl")
+    kept = list(read_records(tmp_path / "o.jsonl"))
+    assert kept and all("sampling" in record for record in kept)
+    assert any(len(record["responses"]) > 2 for record in kept)  # later rounds were drawn

@@ -255,3 +255,50 @@ def test_batch_mode_puts_thousands_of_records_in_a_provider_batch_by_default(
         PROVIDER_BATCH_RECORDS
     )
     assert api_config(fault_server, backend).generate.batch_size == 64  # chat: small windows
+
+
+def test_each_batch_member_of_a_panel_submits_its_own_provider_batch(
+    fault_server: FaultServer, tmp_path: Path
+):
+    from distillpipe.config import ConfigSource, parse_config
+
+    shared = {"api_key": "sk-test-secret", "mode": "batch", "poll_interval": 0.05}
+    data = {
+        "name": "api",
+        "seed": 1,
+        "teachers": [
+            {
+                "name": "gpt",
+                "backend": "openai",
+                "model": "gpt-4o-mini",
+                "base_url": f"{fault_server.url}/v1",
+                **shared,
+            },
+            {
+                "name": "claude",
+                "backend": "anthropic",
+                "model": "claude-3-5-haiku-20241022",
+                "base_url": fault_server.url,
+                "n": 2,
+                **shared,
+            },
+        ],
+        "generate": {"n": 1, "max_tokens": 16, "batch_size": 100},
+    }
+    config = parse_config(data, ConfigSource("test.yaml", None))
+    result, records = generate(config, tmp_path, RECORDS, state_dir=tmp_path / "batches")
+    for record in records:
+        assert [r["teacher"] for r in record["responses"]] == ["gpt", "claude", "claude"]
+    assert len(fault_server.batches) == 2
+    sizes = {}
+    for member in ("gpt", "claude"):
+        intent, accepted = read_jsonl(tmp_path / "batches" / member / JOURNAL)
+        sizes[member] = len(intent["custom_ids"])
+        assert accepted["batch_id"] in fault_server.batches
+    assert sizes == {"gpt": RECORDS, "claude": 2 * RECORDS}
+    teachers = result.stats["teachers"]
+    assert (teachers["gpt"]["teacher_calls"], teachers["claude"]["teacher_calls"]) == (12, 24)
+
+    again, _ = generate(config, tmp_path, RECORDS, state_dir=tmp_path / "batches")
+    assert again.stats["teacher"]["cache_hits"] == 3 * RECORDS
+    assert len(fault_server.batches) == 2
