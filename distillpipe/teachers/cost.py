@@ -112,6 +112,9 @@ class BudgetGuard:
         self.ledger = ledger
         self.before: dict[str, float] = dict(ledger.before) if ledger is not None else {}
         self.spent_before = sum(self.before.values())
+        self.before_by_teacher: dict[str, float] = (
+            dict(ledger.before_by_teacher) if ledger is not None else {}
+        )
         self.spent = 0.0
         """What this invocation spent."""
         self.now: dict[str, float] = {}
@@ -170,13 +173,14 @@ class BudgetGuard:
         )
         self.record_spend(usd, self.stage)
 
-    def record_spend(self, usd: float, stage: str) -> None:
-        """What a call cost, counted and appended to the ledger at once."""
+    def record_spend(self, usd: float, stage: str, teacher: str | None = None) -> None:
+        """What a call cost (of the panel member ``teacher``), counted and appended to
+        the ledger at once."""
         if usd:
             self.spent += usd
             self.now[stage] = self.now.get(stage, 0.0) + usd
             if self.ledger is not None:
-                self.ledger.record(stage, usd)
+                self.ledger.record(stage, usd, teacher)
 
     def left(self) -> float | None:
         """USD of the limit not yet spent (None without a limit)."""
@@ -210,7 +214,8 @@ class TeacherBudget:
     """A panel member's budget (``teachers[].max_cost``) inside the run's guard: each call
     is priced at the member's own price and must fit both its member's limit and the
     run's. It speaks the ``Budget`` protocol the teachers call; it counts this
-    invocation's spending (the run's ledger keeps what earlier invocations spent)."""
+    invocation's spending and, from the run's ledger, what earlier invocations spent on
+    the member (without a ledger, as for a stage writing to stdout, only this one's)."""
 
     def __init__(
         self,
@@ -231,6 +236,7 @@ class TeacherBudget:
         self.batch, self.model, self.backend = is_batch(teacher), teacher.model, teacher.name
         self.stage = stage
         self.spent = self.reserved = 0.0
+        self.spent_before = guard.before_by_teacher.get(member, 0.0) if guard is not None else 0.0
         self.stopped = False
 
     def _guarded(self) -> bool:
@@ -247,13 +253,15 @@ class TeacherBudget:
             return 0.0
         worst = self.worst_case(call)
         if self.limit is not None and (
-            self.stopped or self.spent + self.reserved + worst > self.limit
+            self.stopped or self.spent_before + self.spent + self.reserved + worst > self.limit
         ):
             self.stopped = True
+            before = self.spent_before
+            earlier = f", {before:.4f} of it by earlier runs" if before else ""
             raise BudgetExceededError(
                 f"teachers: {self.member}: max_cost {self.limit:g} USD reached (spent "
-                f"{self.spent:.4f} USD; the next request, {call.request.id}, could cost up "
-                f"to {worst:.4f}); raise its max_cost to resume from the cache"
+                f"{before + self.spent:.4f} USD{earlier}; the next request, {call.request.id}, "
+                f"could cost up to {worst:.4f}); raise its max_cost to resume from the cache"
             )
         if self.guard is not None:
             self.guard.reserve_usd(worst, call.request.id)
@@ -272,4 +280,4 @@ class TeacherBudget:
         )
         self.spent += usd
         if self.guard is not None:
-            self.guard.record_spend(usd, self.stage)
+            self.guard.record_spend(usd, self.stage, self.member)

@@ -57,3 +57,20 @@ def test_a_long_ledger_is_folded_into_one_line_per_stage(
     assert folded.before == {"generate": 1.0, "filter": 2.0}
     lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     assert lines == [{"stage": "generate", "usd": 1.0}, {"stage": "filter", "usd": 2.0}]
+
+
+def test_a_panel_members_spending_is_read_back_per_member_and_kept_when_folded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(ledger_module, "FOLD_AFTER_LINES", 3)
+    path = tmp_path / "spend.jsonl"
+    ledger = SpendLedger(path)
+    for _ in range(2):
+        ledger.record("generate", 0.25, "strong")
+        ledger.record("generate", 0.125, "cheap")
+        ledger.record("seed", 0.5)
+    ledger.close()
+    folded = SpendLedger(path)
+    assert folded.before == {"generate": 0.75, "seed": 1.0}
+    assert folded.before_by_teacher == {"strong": 0.5, "cheap": 0.25}
+    assert len(path.read_bytes().splitlines()) == 3  # one line per stage and member

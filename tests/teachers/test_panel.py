@@ -12,6 +12,7 @@ from distillpipe.dispatch import call_key
 from distillpipe.errors import BudgetExceededError, ConfigError
 from distillpipe.teachers.base import Call, Completion, Request, SamplingParams, teacher_class
 from distillpipe.teachers.cost import BudgetGuard, Price, TeacherBudget
+from distillpipe.teachers.ledger import SpendLedger
 from distillpipe.teachers.panel import Panel, share_draw
 
 SOURCE = ConfigSource("c.yaml", None)
@@ -105,6 +106,22 @@ def test_a_members_max_cost_stops_it_and_its_spending_counts_in_the_runs_guard()
     budget.settle(budget.reserve(_call()), Completion("x", "m", "stop", 50, 50))
     with pytest.raises(BudgetExceededError, match=r"teachers: big: max_cost 0\.25 USD reached"):
         budget.reserve(_call())
+
+
+def test_a_members_max_cost_counts_what_earlier_invocations_spent_on_it(tmp_path):
+    price = Price(input=1000.0, output=1000.0)  # 0.1 USD per 100 tokens
+    first = BudgetGuard(None, SpendLedger(tmp_path / "spend.jsonl"))
+    budget = TeacherBudget("big", 0.25, first, Priced(), price, "generate")
+    for _ in range(2):
+        budget.settle(budget.reserve(_call()), Completion("x", "m", "stop", 50, 50))
+    first.close()
+    rerun = BudgetGuard(None, SpendLedger(tmp_path / "spend.jsonl"))
+    assert rerun.before_by_teacher == {"big": pytest.approx(0.2)}
+    other = TeacherBudget("small", 0.25, rerun, Priced(), price, "generate")
+    other.settle(other.reserve(_call()), Completion("x", "m", "stop", 50, 50))  # its own limit
+    again = TeacherBudget("big", 0.25, rerun, Priced(), price, "generate")
+    with pytest.raises(BudgetExceededError, match=r"spent 0\.2000 USD, 0\.2000 of it by earlier"):
+        again.reserve(_call())
 
 
 def test_the_runs_guard_holds_for_the_panel_as_a_whole():
