@@ -9,7 +9,8 @@ How a model stage runs on Ray:
 2. The misses go, batch by batch, to a pool of actors: one teacher engine per
    actor (a llama.cpp model per CPU actor, a vLLM engine per GPU actor, an API
    client per actor). The driver hands the batches out itself
-   (``ray_dispatch.py``), so the run's one ``--max-cost`` budget holds there:
+   (``ray_dispatch.py``), so the run's one ``--max-cost`` budget (and a panel
+   member's ``max_cost``) holds there:
    each call is reserved before it leaves and priced from its usage when it
    comes back. An API teacher's concurrency, rpm and tpm are split among the
    actors, so they hold for the whole run.
@@ -48,8 +49,9 @@ from distillpipe.io import STDIO
 from distillpipe.progress import Mode, StageProgress, message
 from distillpipe.runner import StageResult, run_stage
 from distillpipe.stages.base import Stage, build_teacher, price_overrides
-from distillpipe.teachers.base import Call, Completion
-from distillpipe.teachers.cost import BudgetGuard, is_batch, price_for_teacher
+from distillpipe.teachers.base import Budget, Call, Completion
+from distillpipe.teachers.cost import BudgetGuard, TeacherBudget, is_batch, price_for_teacher
+from distillpipe.teachers.members import PanelMember
 
 _PLAN_CHUNK = 1000
 
@@ -239,7 +241,7 @@ class RayExecutor:
             total = RayStats()
             for member in (m for m in config.teachers if m.answers):
                 served = config.model_copy(update={"teacher": member.teacher})
-                one = self._answer(stage, served, path, progress_mode, budget, member.name)
+                one = self._answer(stage, served, path, progress_mode, budget, member)
                 for name in ("calls", "cached", "sent", "seconds", "cost_usd"):
                     setattr(total, name, getattr(total, name) + getattr(one, name))
                 total.actors = max(total.actors, one.actors)
@@ -254,14 +256,19 @@ class RayExecutor:
         path: Path,
         progress_mode: Mode,
         budget: BudgetGuard | None = None,
-        member: str | None = None,
+        member: PanelMember | None = None,
     ) -> RayStats:
         stats = RayStats()
         started = time.perf_counter()
         teacher = build_teacher(config)
         try:
             price = price_for_teacher(teacher, price_overrides(config))
-            if budget is not None:
+            spending: Budget | None = budget
+            if member is not None:  # its max_cost inside the run's, as on the local path
+                spending = TeacherBudget(
+                    member.name, member.max_cost, budget, teacher, price, stage.name
+                )
+            elif budget is not None:
                 budget.attach(teacher, price, stage.name)
             batch = is_batch(teacher)
 
@@ -275,7 +282,7 @@ class RayExecutor:
             if member is None:
                 requests = stage.teacher_requests(records, config, teacher.mode)
             else:  # one member's requests; a plug-in stage's answers all members' at once
-                requests = stage.teacher_requests(records, config, teacher.mode, member)
+                requests = stage.teacher_requests(records, config, teacher.mode, member.name)
             with ResponseCache(config.cache.path) as cache:
                 missing: dict[str, Call] = {}
                 for chunk in _batched(requests, _PLAN_CHUNK):
@@ -288,7 +295,7 @@ class RayExecutor:
                             missing[call.key] = call
                 if missing:
                     self._send(list(missing.values()), config, cache, stats, stage, progress_mode,
-                               budget, cost)  # fmt: skip
+                               spending, cost)  # fmt: skip
         finally:
             asyncio.run(teacher.aclose())
         stats.seconds = time.perf_counter() - started
@@ -302,7 +309,7 @@ class RayExecutor:
         stats: RayStats,
         stage: Any,
         progress_mode: Mode,
-        budget: BudgetGuard | None,
+        budget: Budget | None,
         cost: Callable[[Completion], float],
     ) -> None:
         ray = import_ray()

@@ -383,3 +383,27 @@ def test_a_panel_on_ray_asks_each_member_on_its_own_actors_and_equals_the_local_
     assert (members["paid"]["teacher_calls"], members["paid"]["cache_hits"]) == (6, 0)
     assert members["paid"]["cost_usd"] > 0
     assert len(fault_server.received) == 2 * 6  # each executor asked the paid member once a call
+
+
+def test_a_panel_members_max_cost_holds_on_ray_inside_the_runs_budget(
+    tmp_path: Path, ray_address: str, fault_server: FaultServer
+) -> None:
+    total = 12
+    write_jsonl(tmp_path / "in.jsonl", prompts(total, "bakery"))
+    data = api_config_data(fault_server)
+    member = {"name": "paid", **data.pop("teacher"), "max_cost": 0.1}
+    data["teachers"] = [member]
+    data["cache"] = {"path": str(tmp_path / "cache.sqlite")}
+    data["executor"] = {"type": "ray", "actors": 2, "batch_size": 2}
+    config = load_config(write_config(tmp_path / "config.yaml", data))
+    guard = BudgetGuard(10.0, SpendLedger(tmp_path / "spend.jsonl"))
+    with pytest.raises(BudgetExceededError, match=r"teachers: paid: max_cost 0\.1 USD reached"):
+        executor_for(config).run_stage(
+            stage_named("generate"), config, tmp_path / "in.jsonl", tmp_path / "out.jsonl",
+            budget=guard,
+        )  # fmt: skip
+    assert 0 < len(fault_server.answered) < total
+    assert 0 < guard.spent <= 0.1  # the member's spending is the run's too, on the ledger
+    assert SpendLedger(tmp_path / "spend.jsonl").before_by_teacher == {
+        "paid": pytest.approx(guard.spent)
+    }
