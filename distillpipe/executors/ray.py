@@ -50,7 +50,12 @@ from distillpipe.progress import Mode, StageProgress, message
 from distillpipe.runner import StageResult, run_stage
 from distillpipe.stages.base import Stage, build_teacher, price_overrides
 from distillpipe.teachers.base import Budget, Call, Completion
-from distillpipe.teachers.cost import BudgetGuard, TeacherBudget, is_batch, price_for_teacher
+from distillpipe.teachers.cost import (
+    BudgetGuard,
+    TeacherBudget,
+    TeacherPricing,
+    price_for_teacher,
+)
 from distillpipe.teachers.members import PanelMember
 
 _PLAN_CHUNK = 1000
@@ -270,12 +275,7 @@ class RayExecutor:
                 )
             elif budget is not None:
                 budget.attach(teacher, price, stage.name)
-            batch = is_batch(teacher)
-
-            def cost(c: Completion) -> float:
-                if price is None:
-                    return 0.0
-                return price.cost(c.prompt_tokens, c.completion_tokens, batch=batch)
+            cost = TeacherPricing.of(teacher, price).cost
 
             planner = Dispatcher(teacher, None, config.seed)
             records = stage_records(stage, path, config)

@@ -39,7 +39,13 @@ from distillpipe.teachers.base import (
     report_nothing,
     teacher_class,
 )
-from distillpipe.teachers.cost import BudgetGuard, Price, TeacherBudget, is_batch, price_for_teacher
+from distillpipe.teachers.cost import (
+    BudgetGuard,
+    Price,
+    TeacherBudget,
+    TeacherPricing,
+    price_for_teacher,
+)
 from distillpipe.teachers.panel import Panel
 
 Record = dict[str, Any]
@@ -142,10 +148,7 @@ class StageContext:
 
     def _attach_price(self, teacher: Teacher, dispatcher: Dispatcher, price: Price | None) -> None:
         if price is not None:
-            batch = is_batch(teacher)
-            dispatcher.price = lambda c: price.cost(
-                c.prompt_tokens, c.completion_tokens, batch=batch
-            )
+            dispatcher.price = TeacherPricing.of(teacher, price).cost
 
     def _attach_cost(self, teacher: Teacher, dispatcher: Dispatcher) -> None:
         price = price_for_teacher(teacher, price_overrides(self.config))

@@ -95,6 +95,35 @@ def prompt_tokens(request: Request, model: str, backend: str) -> int:
     return total
 
 
+@dataclass(frozen=True, slots=True)
+class TeacherPricing:
+    """How one teacher's calls are priced: the worst case reserved before a call is sent
+    (counted prompt tokens, ``max_tokens`` out) and what it cost when it comes back."""
+
+    price: Price | None = FREE
+    model: str = ""
+    backend: str = ""
+    batch: bool = False
+
+    @classmethod
+    def of(cls, teacher: Any, price: Price | None) -> TeacherPricing:
+        return cls(price, teacher.model, teacher.name, is_batch(teacher))
+
+    def worst_case(self, call: Call) -> float:
+        if self.price is None or self.price == FREE:
+            return 0.0
+        tokens = prompt_tokens(call.request, self.model, self.backend)
+        return self.price.cost(tokens, call.request.params.max_tokens, batch=self.batch)
+
+    def cost(self, completion: Completion) -> float:
+        """What ``completion`` cost; 0 when the price is unknown (nothing to count)."""
+        if self.price is None:
+            return 0.0
+        return self.price.cost(
+            completion.prompt_tokens, completion.completion_tokens, batch=self.batch
+        )
+
+
 class BudgetGuard:
     """Stops before the run's teacher calls would cost more than ``limit`` USD.
 
@@ -120,9 +149,8 @@ class BudgetGuard:
         self.now: dict[str, float] = {}
         """This invocation's spending per stage."""
         self.reserved = 0.0
-        self.price: Price | None = FREE
-        self.batch = False
-        self.model, self.backend, self.stage = "", "", ""
+        self.pricing = TeacherPricing()
+        self.stage = ""
         self.stopped = False
 
     def attach(self, teacher: Any, price: Price | None, stage: str = "") -> None:
@@ -132,14 +160,10 @@ class BudgetGuard:
                 f"cost.prices: no price known for model {teacher.model!r}; --max-cost needs "
                 f"one: add cost.prices.{teacher.model}: {{input: USD/1M, output: USD/1M}}"
             )
-        self.price, self.batch = price, is_batch(teacher)
-        self.model, self.backend, self.stage = teacher.model, teacher.name, stage
+        self.pricing, self.stage = TeacherPricing.of(teacher, price), stage
 
     def worst_case(self, call: Call) -> float:
-        if self.price is None or self.price == FREE:
-            return 0.0
-        tokens = prompt_tokens(call.request, self.model, self.backend)
-        return self.price.cost(tokens, call.request.params.max_tokens, batch=self.batch)
+        return self.pricing.worst_case(call)
 
     def reserve(self, call: Call, payload_bytes: int = 0) -> float:
         if self.limit is None:
@@ -166,12 +190,8 @@ class BudgetGuard:
 
     def settle(self, reserved: float, completion: Completion | None) -> None:
         self.reserved -= reserved
-        if completion is None or self.price is None:
-            return
-        usd = self.price.cost(
-            completion.prompt_tokens, completion.completion_tokens, batch=self.batch
-        )
-        self.record_spend(usd, self.stage)
+        if completion is not None:
+            self.record_spend(self.pricing.cost(completion), self.stage)
 
     def record_spend(self, usd: float, stage: str, teacher: str | None = None) -> None:
         """What a call cost (of the panel member ``teacher``), counted and appended to
@@ -232,9 +252,8 @@ class TeacherBudget:
                 f"a cost limit needs one: add cost.prices.{teacher.model}: "
                 "{input: USD/1M, output: USD/1M}"
             )
-        self.member, self.limit, self.guard, self.price = member, limit, guard, price
-        self.batch, self.model, self.backend = is_batch(teacher), teacher.model, teacher.name
-        self.stage = stage
+        self.member, self.limit, self.guard = member, limit, guard
+        self.pricing, self.stage = TeacherPricing.of(teacher, price), stage
         self.spent = self.reserved = 0.0
         self.spent_before = guard.before_by_teacher.get(member, 0.0) if guard is not None else 0.0
         self.stopped = False
@@ -243,10 +262,7 @@ class TeacherBudget:
         return self.guard is not None and self.guard.limit is not None
 
     def worst_case(self, call: Call) -> float:
-        if self.price is None or self.price == FREE:
-            return 0.0
-        tokens = prompt_tokens(call.request, self.model, self.backend)
-        return self.price.cost(tokens, call.request.params.max_tokens, batch=self.batch)
+        return self.pricing.worst_case(call)
 
     def reserve(self, call: Call, payload_bytes: int = 0) -> float:
         if self.limit is None and not self._guarded():
@@ -273,11 +289,9 @@ class TeacherBudget:
         if self._guarded():
             assert self.guard is not None
             self.guard.reserved -= reserved
-        if completion is None or self.price is None:
+        if completion is None:
             return
-        usd = self.price.cost(
-            completion.prompt_tokens, completion.completion_tokens, batch=self.batch
-        )
+        usd = self.pricing.cost(completion)
         self.spent += usd
         if self.guard is not None:
             self.guard.record_spend(usd, self.stage, self.member)
